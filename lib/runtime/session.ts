@@ -1,0 +1,287 @@
+/**
+ * Thin adapter over ONNX Runtime (onnxruntime-node): load from a path or bytes, pick the CUDA
+ * execution provider when it loads and CPU otherwise (and say which ran), discover input/output
+ * names and shapes, validate feeds, check outputs for NaN/Inf, and batch any N through a model.
+ * @module
+ */
+import * as ort from "onnxruntime-node";
+import { createHash } from "node:crypto";
+import { decodeModel } from "../onnx/proto.ts";
+
+/** Which execution provider to use. `auto` tries CUDA, then CPU (reported, never silent). */
+export type ProviderChoice = "auto" | "cpu" | "cuda";
+
+/** Options for {@link loadOnnx}. */
+export interface LoadOptions {
+  provider?: ProviderChoice;
+  /** Intra-op threads (default: ORT's choice, all cores). */
+  intraOpThreads?: number;
+  /** Inter-op threads (default 1). */
+  interOpThreads?: number;
+  /** Graph optimisation level (default "all"). */
+  graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+}
+
+/** Name, element type and shape (numbers or symbolic names) of a model input or output. */
+export interface IOInfo {
+  name: string;
+  type: string;
+  shape: ReadonlyArray<number | string>;
+}
+
+/** A loaded model: the ORT session plus what the toolkit needs to know about it. */
+export interface OnnxModel {
+  session: ort.InferenceSession;
+  inputs: IOInfo[];
+  outputs: IOInfo[];
+  /** The provider that actually runs the model. */
+  provider: "cpu" | "cuda";
+  /** Why CUDA was not used, when `provider` was "auto" and CPU ran. */
+  providerNote?: string;
+  /** Path, or "<bytes>". */
+  source: string;
+  sha256: string;
+}
+
+/** Hex sha256 of bytes. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Reads a model file, with a clear error when it is missing. */
+export async function readModelFile(path: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error(
+        `model file not found: '${path}'; pass an existing .onnx path or a model id from ` +
+          `weights/manifest.json (run 'deno task weights' to list them)`,
+      );
+    }
+    throw e;
+  }
+}
+
+function ioInfo(meta: readonly ort.InferenceSession.ValueMetadata[]): IOInfo[] {
+  return meta.map((m) =>
+    m.isTensor
+      ? { name: m.name, type: m.type, shape: m.shape }
+      : { name: m.name, type: "non-tensor", shape: [] }
+  );
+}
+
+/** Loads an ONNX model from a path or bytes. */
+export async function loadOnnx(
+  src: string | Uint8Array,
+  opts: LoadOptions = {},
+): Promise<OnnxModel> {
+  const source = typeof src === "string" ? src : "<bytes>";
+  const bytes = typeof src === "string" ? await readModelFile(src) : src;
+  // Validate it is ONNX before handing it to ORT (whose errors are cryptic for non-ONNX bytes).
+  decodeModelHeader(bytes, source);
+  const base: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: opts.graphOptimizationLevel ?? "all",
+    interOpNumThreads: opts.interOpThreads ?? 1,
+    executionMode: "sequential",
+  };
+  if (opts.intraOpThreads !== undefined) base.intraOpNumThreads = opts.intraOpThreads;
+  const choice = opts.provider ?? "auto";
+  let provider: "cpu" | "cuda" = "cpu";
+  let providerNote: string | undefined;
+  let session: ort.InferenceSession | undefined;
+  const cudaMissing = choice === "auto" ? cudaProviderMissing() : undefined;
+  if (cudaMissing) providerNote = `CUDA provider not installed (${cudaMissing}); ran on CPU`;
+  else if (choice === "cuda" || choice === "auto") {
+    try {
+      session = await ort.InferenceSession.create(bytes, { ...base, executionProviders: ["cuda"] });
+      provider = "cuda";
+    } catch (e) {
+      const why = (e as Error).message.split("\n")[0];
+      if (choice === "cuda") {
+        throw new Error(
+          `CUDA execution provider did not load for ${source}: ${why}. onnxruntime-node's CUDA ` +
+            `libraries must be installed (see README 'GPU'); use --provider cpu to run on the CPU`,
+        );
+      }
+      providerNote = `CUDA provider unavailable (${why}); ran on CPU`;
+    }
+  }
+  session ??= await ort.InferenceSession.create(bytes, { ...base, executionProviders: ["cpu"] });
+  return {
+    session,
+    inputs: ioInfo(session.inputMetadata),
+    outputs: ioInfo(session.outputMetadata),
+    provider,
+    providerNote,
+    source,
+    sha256: sha256Hex(bytes),
+  };
+}
+
+/**
+ * Why onnxruntime-node's CUDA provider cannot load, or undefined when its library is present.
+ * (onnxruntime-node looks for libonnxruntime_providers_cuda.so beside its native binding; the npm
+ * install script that fetches it is skipped here, see README "GPU".)
+ */
+export function cudaProviderMissing(): string | undefined {
+  let dir: string;
+  try {
+    const index = new URL(import.meta.resolve("onnxruntime-node"));
+    dir = new URL(`../bin/napi-v6/${Deno.build.os}/${archName()}/`, index).pathname;
+  } catch {
+    return "onnxruntime-node location could not be resolved";
+  }
+  try {
+    Deno.statSync(`${dir}libonnxruntime_providers_cuda.so`);
+    return undefined;
+  } catch {
+    return `no libonnxruntime_providers_cuda.so in ${dir}`;
+  }
+}
+
+function archName(): string {
+  return Deno.build.arch === "x86_64" ? "x64" : "arm64";
+}
+
+function decodeModelHeader(bytes: Uint8Array, source: string): void {
+  if (bytes.length === 0) throw new Error(`${source} is empty (0 bytes); it is not an ONNX model`);
+  decodeModel(bytes, source);
+}
+
+/** A feed: data plus shape. int64 inputs take BigInt64Array. */
+export interface Feed {
+  data: Float32Array | BigInt64Array | Int32Array;
+  dims: readonly number[];
+}
+
+const TYPE_OF: Record<string, string> = {
+  Float32Array: "float32",
+  BigInt64Array: "int64",
+  Int32Array: "int32",
+};
+
+/** Checks a feed against the model's declared input (name, dtype, rank, fixed dims). */
+export function checkFeed(model: OnnxModel, name: string, feed: Feed): void {
+  const info = model.inputs.find((i) => i.name === name);
+  if (!info) {
+    throw new Error(
+      `model ${model.source} has no input '${name}'; its inputs are ` +
+        model.inputs.map((i) => `${i.name} ${i.type}[${i.shape}]`).join(", "),
+    );
+  }
+  const type = TYPE_OF[feed.data.constructor.name];
+  if (type !== info.type) {
+    throw new Error(
+      `input '${name}' of ${model.source} wants ${info.type}, got ${
+        type ?? feed.data.constructor.name
+      }`,
+    );
+  }
+  if (info.shape.length > 0 && info.shape.length !== feed.dims.length) {
+    throw new Error(
+      `input '${name}' of ${model.source} wants rank ${info.shape.length} [${info.shape}], ` +
+        `got rank ${feed.dims.length} [${feed.dims}]`,
+    );
+  }
+  info.shape.forEach((d, i) => {
+    if (typeof d === "number" && d > 0 && d !== feed.dims[i]) {
+      throw new Error(
+        `input '${name}' of ${model.source} wants shape [${info.shape}], got [${feed.dims}] ` +
+          `(dimension ${i} must be ${d})`,
+      );
+    }
+  });
+  const size = feed.dims.reduce((a, b) => a * b, 1);
+  if (size !== feed.data.length) {
+    throw new Error(
+      `input '${name}': shape [${feed.dims}] holds ${size} values, data has ${feed.data.length}`,
+    );
+  }
+}
+
+/** Output tensors of one run, by name. */
+export type Outputs = Record<string, { data: Float32Array | BigInt64Array; dims: number[] }>;
+
+/** Runs the model once on validated feeds; throws if a float output holds NaN or Inf. */
+export async function runOnnx(model: OnnxModel, feeds: Record<string, Feed>): Promise<Outputs> {
+  const ortFeeds: Record<string, ort.Tensor> = {};
+  for (const [name, f] of Object.entries(feeds)) {
+    checkFeed(model, name, f);
+    ortFeeds[name] = new ort.Tensor(
+      TYPE_OF[f.data.constructor.name] as "float32",
+      f.data as Float32Array,
+      [...f.dims],
+    );
+  }
+  const res = await model.session.run(ortFeeds);
+  const out: Outputs = {};
+  for (const [name, t] of Object.entries(res)) {
+    const data = t.data as Float32Array | BigInt64Array;
+    if (data instanceof Float32Array) assertFinite(data, `output '${name}' of ${model.source}`);
+    out[name] = { data, dims: [...t.dims] };
+  }
+  return out;
+}
+
+/** Throws naming the first NaN/Inf position. */
+export function assertFinite(data: Float32Array, what: string): void {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new Error(
+        `${what} holds ${data[i]} at flat index ${i}; the model or its input diverged`,
+      );
+    }
+  }
+}
+
+/** The fixed batch size of a model's first input, or undefined when it is dynamic. */
+export function fixedBatch(model: OnnxModel): number | undefined {
+  const d = model.inputs[0]?.shape[0];
+  return typeof d === "number" && d > 0 ? d : undefined;
+}
+
+/**
+ * Runs `n` items through the model in chunks of at most `batch` (forced to the model's fixed
+ * batch when it has one): every feed is split along dimension 0, outputs concatenated.
+ */
+export async function runBatched(
+  model: OnnxModel,
+  feeds: Record<string, Feed>,
+  n: number,
+  batch: number,
+): Promise<Outputs> {
+  const step = fixedBatch(model) ?? Math.max(1, batch);
+  if (n % step !== 0 && fixedBatch(model) !== undefined) {
+    throw new Error(`model ${model.source} has a fixed batch of ${step}; ${n} items do not divide`);
+  }
+  const parts: Outputs[] = [];
+  for (let s = 0; s < n; s += step) {
+    const e = Math.min(n, s + step);
+    const chunk: Record<string, Feed> = {};
+    for (const [name, f] of Object.entries(feeds)) {
+      const per = f.data.length / f.dims[0];
+      chunk[name] = {
+        data: f.data.subarray(s * per, e * per) as Feed["data"],
+        dims: [e - s, ...f.dims.slice(1)],
+      };
+    }
+    parts.push(await runOnnx(model, chunk));
+  }
+  if (parts.length === 1) return parts[0];
+  const out: Outputs = {};
+  for (const name of Object.keys(parts[0])) {
+    const first = parts[0][name];
+    const total = parts.reduce((a, p) => a + p[name].data.length, 0);
+    const data = first.data instanceof BigInt64Array
+      ? new BigInt64Array(total)
+      : new Float32Array(total);
+    let off = 0;
+    for (const p of parts) {
+      (data as Float32Array).set(p[name].data as Float32Array, off);
+      off += p[name].data.length;
+    }
+    out[name] = { data, dims: [n, ...first.dims.slice(1)] };
+  }
+  return out;
+}

@@ -1,0 +1,177 @@
+/**
+ * The sampling loop: DDIM (Alg 5) or DDPM over any {@link Denoiser}. It knows nothing about
+ * classifiers: guidance wraps the denoiser (k-diffusion style, lib/guidance), so every sampler is
+ * guided for free. Images are processed in batches, but each draws its noise from its own seeded
+ * stream (lib/random.ts), so results do not depend on batch size or order.
+ * @module
+ */
+import { RandomStream } from "../random.ts";
+import { abarAt, type NoiseSchedule, type VarianceKind } from "../schedule.ts";
+import { type Spacing, stepPairs, timestepGrid } from "../timesteps.ts";
+import { ddimSigma, ddimStep } from "./ddim.ts";
+import { ddpmStep } from "./ddpm.ts";
+
+/** Channels, height and width of one image. */
+export interface ImageShape {
+  c: number;
+  h: number;
+  w: number;
+}
+
+/** What a denoiser call is told besides x_t and t. */
+export interface DenoiseContext {
+  /** Images in this call. */
+  n: number;
+  shape: ImageShape;
+  /** Seeds of these images (per-image streams) and their positions in the whole run. */
+  seeds: readonly number[];
+  items: readonly number[];
+  /** 0-based step index and number of steps. */
+  stepIndex: number;
+  steps: number;
+  /** The schedule being sampled (guidance weights read abar from it). */
+  schedule: NoiseSchedule;
+}
+
+/**
+ * A denoiser: eps_hat(x_t, t) for a batch of images in [-1, 1] (METHOD.md §1). All images of a
+ * call share the timestep t. Returns a new array of the same length as x.
+ */
+export type Denoiser = (x: Float32Array, t: number, ctx: DenoiseContext) => Promise<Float32Array>;
+
+/** Reported after every step (trajectories, progress). Arrays are views valid during the call. */
+export interface StepEvent {
+  stepIndex: number;
+  steps: number;
+  t: number;
+  tPrev: number;
+  /** x_t' after the step, and x0_hat of the step, for the images of this batch. */
+  x: Float32Array;
+  x0: Float32Array;
+  items: readonly number[];
+  seeds: readonly number[];
+}
+
+/** Which sampler: DDIM on a sub-grid, or ancestral DDPM on the full grid. */
+export type SamplerKind = "ddim" | "ddpm";
+
+/** Everything that determines a sample, as a plain value. */
+export interface SamplerConfig {
+  sampler: SamplerKind;
+  schedule: NoiseSchedule;
+  /** DDIM steps (grid size); DDPM always runs all T steps and requires steps = T. */
+  steps: number;
+  /** DDIM eta (ignored for DDPM). */
+  eta: number;
+  spacing: Spacing;
+  /** Clip x0_hat to [-1, 1]. */
+  clip: boolean;
+  /** DDPM variance. */
+  variance: VarianceKind;
+  seeds: readonly number[];
+  shape: ImageShape;
+  /** Images per denoiser call (does not change results). */
+  batchSize: number;
+}
+
+/** Options that do not change results. */
+export interface SampleHooks {
+  onStep?: (ev: StepEvent) => void | Promise<void>;
+}
+
+/** The timestep grid a config samples on. */
+export function gridFor(cfg: SamplerConfig): number[] {
+  if (cfg.sampler === "ddpm") {
+    if (cfg.steps !== cfg.schedule.T) {
+      throw new Error(
+        `the DDPM sampler runs all ${cfg.schedule.T} steps, not --steps ${cfg.steps}; ` +
+          `use --steps ${cfg.schedule.T}, or --sampler ddim --eta 1 for a stochastic sub-grid`,
+      );
+    }
+    return timestepGrid(cfg.schedule.T, cfg.schedule.T, "leading");
+  }
+  if (!(cfg.eta >= 0)) {
+    throw new Error(`--eta ${cfg.eta} is invalid: use a number >= 0 (0 = DDIM, 1 = DDPM-like)`);
+  }
+  return timestepGrid(cfg.schedule.T, cfg.steps, cfg.spacing);
+}
+
+/**
+ * Samples `cfg.seeds.length` images (concatenated NCHW, range [-1, 1]).
+ * DDIM: eq 2.25 / Alg 5; DDPM: eq 2.13. x_T ~ N(0, I) from each image's stream.
+ */
+export async function sample(
+  denoiser: Denoiser,
+  cfg: SamplerConfig,
+  hooks: SampleHooks = {},
+): Promise<Float32Array> {
+  const grid = gridFor(cfg);
+  const pairs = stepPairs(grid);
+  const per = cfg.shape.c * cfg.shape.h * cfg.shape.w;
+  const total = cfg.seeds.length;
+  if (!(Number.isInteger(cfg.batchSize) && cfg.batchSize >= 1)) {
+    throw new Error(`--batch ${cfg.batchSize} is invalid: use an integer >= 1`);
+  }
+  const result = new Float32Array(total * per);
+  for (let start = 0; start < total; start += cfg.batchSize) {
+    const seeds = cfg.seeds.slice(start, start + cfg.batchSize);
+    const items = seeds.map((_, i) => start + i);
+    const n = seeds.length;
+    const streams = seeds.map((s) => new RandomStream(s));
+    let x = new Float32Array(n * per);
+    streams.forEach((s, i) => s.fillNormal(x.subarray(i * per, (i + 1) * per)));
+    let spare = new Float32Array(n * per);
+    const x0 = new Float32Array(n * per);
+    const noise = new Float32Array(n * per);
+    for (let i = 0; i < pairs.length; i++) {
+      const [t, tPrev] = pairs[i];
+      const ctx: DenoiseContext = {
+        n,
+        shape: cfg.shape,
+        seeds,
+        items,
+        stepIndex: i,
+        steps: pairs.length,
+        schedule: cfg.schedule,
+      };
+      const eps = await denoiser(x, t, ctx);
+      if (eps.length !== x.length) {
+        throw new Error(`denoiser returned ${eps.length} values for ${x.length} at t = ${t}`);
+      }
+      const abarT = abarAt(cfg.schedule, t), abarPrev = abarAt(cfg.schedule, tPrev);
+      const stochastic = cfg.sampler === "ddpm" ? t > 0 : ddimSigma(abarT, abarPrev, cfg.eta) > 0;
+      if (stochastic) {
+        streams.forEach((s, k) => s.fillNormal(noise.subarray(k * per, (k + 1) * per)));
+      }
+      if (cfg.sampler === "ddim") {
+        ddimStep({
+          x,
+          eps,
+          abarT,
+          abarPrev,
+          eta: cfg.eta,
+          noise,
+          clip: cfg.clip,
+          out: spare,
+          x0Out: x0,
+        });
+      } else {
+        ddpmStep({
+          x,
+          eps,
+          schedule: cfg.schedule,
+          t,
+          variance: cfg.variance,
+          noise,
+          clip: cfg.clip,
+          out: spare,
+          x0Out: x0,
+        });
+      }
+      [x, spare] = [spare, x];
+      await hooks.onStep?.({ stepIndex: i, steps: pairs.length, t, tPrev, x, x0, items, seeds });
+    }
+    result.set(x, start * per);
+  }
+  return result;
+}

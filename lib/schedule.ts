@@ -1,0 +1,118 @@
+/**
+ * Noise schedules as plain values (METHOD.md §2). All arithmetic in float64 (JS numbers), as EDM
+ * does, so abar products are exact to double precision whatever the step count.
+ *
+ * Notation (diffusers -> paper): `betas` -> beta_t, `alphas` -> alpha_t = 1 - beta_t,
+ * `alphasCumprod` -> abar_t = prod_{s<=t} alpha_s. Index t runs 0..T-1 (diffusers convention:
+ * the paper's t = 1..T shifted by one).
+ * @module
+ */
+
+/** A discrete-time diffusion noise schedule. Immutable by convention; build with the helpers. */
+export interface NoiseSchedule {
+  /** What built it, e.g. "linear(1e-4,0.02,1000)"; recorded in run.json. */
+  readonly name: string;
+  /** Number of training timesteps T. */
+  readonly T: number;
+  readonly betas: Float64Array;
+  readonly alphas: Float64Array;
+  /** abar_t = prod_{s<=t} alpha_s (eq 2.11). */
+  readonly alphasCumprod: Float64Array;
+}
+
+/** Builds a schedule from explicit betas (each in (0, 1)). */
+export function scheduleFromBetas(betas: ArrayLike<number>, name = "betas"): NoiseSchedule {
+  const T = betas.length;
+  if (T < 1) throw new Error("a schedule needs at least one beta; got an empty array");
+  const b = Float64Array.from(betas);
+  const a = new Float64Array(T);
+  const ab = new Float64Array(T);
+  let prod = 1;
+  for (let t = 0; t < T; t++) {
+    if (!(b[t] > 0 && b[t] < 1)) {
+      throw new Error(`beta[${t}] = ${b[t]} is outside (0, 1); every beta must be in (0, 1)`);
+    }
+    a[t] = 1 - b[t];
+    prod *= a[t];
+    ab[t] = prod;
+  }
+  return { name, T, betas: b, alphas: a, alphasCumprod: ab };
+}
+
+/** Linear betas from `start` to `end` (Ho et al. 2020; google/ddpm-cifar10-32: 1e-4..0.02, T=1000). */
+export function linearSchedule(T = 1000, start = 1e-4, end = 0.02): NoiseSchedule {
+  const b = new Float64Array(T);
+  for (let t = 0; t < T; t++) b[t] = T === 1 ? start : start + (end - start) * t / (T - 1);
+  return scheduleFromBetas(b, `linear(${start},${end},${T})`);
+}
+
+/** diffusers "scaled_linear": betas linear in sqrt space. */
+export function scaledLinearSchedule(T = 1000, start = 1e-4, end = 0.02): NoiseSchedule {
+  const b = new Float64Array(T);
+  const s0 = Math.sqrt(start), s1 = Math.sqrt(end);
+  for (let t = 0; t < T; t++) b[t] = (T === 1 ? s0 : s0 + (s1 - s0) * t / (T - 1)) ** 2;
+  return scheduleFromBetas(b, `scaled_linear(${start},${end},${T})`);
+}
+
+/**
+ * Cosine schedule (Nichol and Dhariwal 2021, eq 17): abar(t) = f(t)/f(0),
+ * f(t) = cos^2(((t/T + s)/(1 + s)) pi/2), betas clipped at `maxBeta` (diffusers "squaredcos_cap_v2").
+ */
+export function cosineSchedule(T = 1000, s = 0.008, maxBeta = 0.999): NoiseSchedule {
+  const f = (t: number) => Math.cos(((t / T + s) / (1 + s)) * Math.PI / 2) ** 2;
+  const b = new Float64Array(T);
+  for (let t = 0; t < T; t++) b[t] = Math.min(1 - f(t + 1) / f(t), maxBeta);
+  return scheduleFromBetas(b, `cosine(${s},${T})`);
+}
+
+/** abar at t, with abar(-1) = 1 (the clean image; diffusers' set_alpha_to_one). */
+export function abarAt(s: NoiseSchedule, t: number): number {
+  if (t === -1) return 1;
+  if (!Number.isInteger(t) || t < 0 || t >= s.T) {
+    throw new Error(`timestep ${t} is outside 0..${s.T - 1} of schedule ${s.name}`);
+  }
+  return s.alphasCumprod[t];
+}
+
+/** DDPM posterior variance kinds: beta~_t ("fixed_small") or beta_t ("fixed_large"). */
+export type VarianceKind = "fixed_small" | "fixed_large";
+
+/**
+ * Variance of the DDPM reverse step t -> t-1 (METHOD.md §2):
+ * fixed_small: beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t); fixed_large: beta_t.
+ */
+export function posteriorVariance(s: NoiseSchedule, t: number, kind: VarianceKind): number {
+  const abarT = abarAt(s, t);
+  const abarPrev = abarAt(s, t - 1);
+  const beta = s.betas[t];
+  return kind === "fixed_small" ? beta * (1 - abarPrev) / (1 - abarT) : beta;
+}
+
+/** Schedule description as stored in the weights manifest and run.json. */
+export interface ScheduleSpec {
+  type: "linear" | "scaled_linear" | "cosine";
+  T?: number;
+  beta_start?: number;
+  beta_end?: number;
+  /** Whether the model was trained/used with x0 clipping to [-1, 1]. */
+  clip_sample?: boolean;
+}
+
+/** Builds a schedule from its manifest description. */
+export function scheduleFromSpec(spec: ScheduleSpec): NoiseSchedule {
+  const T = spec.T ?? 1000;
+  switch (spec.type) {
+    case "linear":
+      return linearSchedule(T, spec.beta_start ?? 1e-4, spec.beta_end ?? 0.02);
+    case "scaled_linear":
+      return scaledLinearSchedule(T, spec.beta_start ?? 1e-4, spec.beta_end ?? 0.02);
+    case "cosine":
+      return cosineSchedule(T);
+    default:
+      throw new Error(
+        `unknown schedule type '${
+          (spec as ScheduleSpec).type
+        }'; use linear, scaled_linear or cosine`,
+      );
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * robust-guidance: class-conditional image generation from an unconditional diffusion model,
+ * guided by an off-the-shelf robust classifier read as an energy-based model
+ * (see ../shared/docs/METHOD.md). Runs every network through ONNX Runtime.
+ *
+ * As a library:
+ * @example
+ * ```ts
+ * import { linearSchedule, loadOnnx, onnxDenoiser, sample } from "./mod.ts";
+ * const model = await loadOnnx("weights/mixture_cifar10.onnx", { provider: "cpu" });
+ * const images = await sample(onnxDenoiser(model), {
+ *   sampler: "ddim", schedule: linearSchedule(), steps: 100, eta: 0, spacing: "leading",
+ *   clip: true, variance: "fixed_small", seeds: [0, 1, 2, 3], shape: { c: 3, h: 32, w: 32 },
+ *   batchSize: 4,
+ * });
+ * ```
+ *
+ * As a command line (also remotely: `deno run -A <url>/mod.ts sample ...`):
+ * `deno run -A mod.ts <task> [flags]`, tasks: sample, build-mixture. `--help` on each.
+ * @module
+ */
+
+export {
+  abarAt,
+  cosineSchedule,
+  linearSchedule,
+  type NoiseSchedule,
+  posteriorVariance,
+  scaledLinearSchedule,
+  scheduleFromBetas,
+  scheduleFromSpec,
+  type ScheduleSpec,
+  type VarianceKind,
+} from "./lib/schedule.ts";
+export { type Spacing, stepPairs, thesisGrid, timestepGrid } from "./lib/timesteps.ts";
+export { ddimSigma, ddimStep, type DdimStepInput } from "./lib/sampler/ddim.ts";
+export { ddpmCoefficients, ddpmStep, type DdpmStepInput } from "./lib/sampler/ddpm.ts";
+export {
+  type DenoiseContext,
+  type Denoiser,
+  gridFor,
+  type ImageShape,
+  sample,
+  type SampleHooks,
+  type SamplerConfig,
+  type SamplerKind,
+  type StepEvent,
+} from "./lib/sampler/loop.ts";
+export { noiseFor, parseSeeds, RandomStream, RNG_ID } from "./lib/random.ts";
+export {
+  fixedBatch,
+  type IOInfo,
+  loadOnnx,
+  type LoadOptions,
+  type OnnxModel,
+  type ProviderChoice,
+  runBatched,
+  runOnnx,
+} from "./lib/runtime/session.ts";
+export { denoiserIO, onnxDenoiser } from "./lib/models/onnx_denoiser.ts";
+export {
+  buildMixtureDenoiser,
+  type GaussianMixture,
+  gaussianMixture,
+  mixtureEps,
+  mixtureResponsibilities,
+} from "./lib/models/mixture.ts";
+export { decodeModel, encodeModel, type ModelProto } from "./lib/onnx/proto.ts";
+export { float, GraphBuilder } from "./lib/onnx/builder.ts";
+export {
+  loadManifest,
+  type Manifest,
+  type ManifestEntry,
+  type ResolvedModel,
+  resolveModel,
+} from "./lib/weights.ts";
+export { CIFAR10_CLASSES, loadCifar10 } from "./lib/data/cifar10.ts";
+
+import { UsageError } from "./tasks/_args.ts";
+
+/** Task name -> loader of its entry point (imported lazily so one task's deps don't load all). */
+const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = {
+  "sample": async () => (await import("./tasks/sample.ts")).sampleTask,
+  "build-mixture": async () => (await import("./tasks/build_mixture.ts")).buildMixtureTask,
+};
+
+/** Runs a task by name with its arguments; returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "help") {
+    console.log(
+      `usage: deno run -A mod.ts <task> [flags]\ntasks: ${Object.keys(TASKS).join(", ")}`,
+    );
+    return name ? 0 : 2;
+  }
+  const load = TASKS[name];
+  if (!load) {
+    console.error(`unknown task '${name}'; tasks: ${Object.keys(TASKS).join(", ")}`);
+    return 2;
+  }
+  try {
+    await (await load())(rest);
+    return 0;
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    if (Deno.env.get("RG_DEBUG")) console.error((e as Error).stack);
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,253 @@
+/**
+ * Task `sample`: unconditional samples from an ONNX denoiser (METHOD.md §2).
+ *   deno task sample --model <id|path> --n 16 --steps 100 --eta 0 --sampler ddim|ddpm
+ *     --seeds 0-15 --out <dir> [--trajectory]
+ * Writes <out>/images/<seed>.png, <out>/grid.png, <out>/run.json (and trajectory grids).
+ * @module
+ */
+import { parseSeeds, RNG_ID } from "../lib/random.ts";
+import { scheduleFromSpec, type ScheduleSpec } from "../lib/schedule.ts";
+import {
+  type ImageShape,
+  sample,
+  type SamplerConfig,
+  type StepEvent,
+} from "../lib/sampler/loop.ts";
+import { loadOnnx, type ProviderChoice } from "../lib/runtime/session.ts";
+import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
+import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
+import { progress } from "../lib/progress.ts";
+import { writeImageSet, writeJsonAtomic } from "../lib/io/outputs.ts";
+import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
+import type { Spacing } from "../lib/timesteps.ts";
+
+/** The DDPM schedule of google/ddpm-cifar10-32, used for models without a manifest entry. */
+export const DEFAULT_SCHEDULE: ScheduleSpec = {
+  type: "linear",
+  T: 1000,
+  beta_start: 1e-4,
+  beta_end: 0.02,
+  clip_sample: true,
+};
+
+const FLAGS = {
+  model: { type: "string" },
+  n: { type: "string" },
+  steps: { type: "string" },
+  eta: { type: "string" },
+  sampler: { type: "string" },
+  spacing: { type: "string" },
+  variance: { type: "string" },
+  seeds: { type: "string" },
+  out: { type: "string" },
+  batch: { type: "string" },
+  clip: { type: "string" },
+  trajectory: { type: "boolean" },
+  "trajectory-steps": { type: "string" },
+  provider: { type: "string" },
+  threads: { type: "string" },
+  weights: { type: "string" },
+  help: { type: "boolean" },
+} as const;
+
+/** Usage text of `sample`. */
+export const SAMPLE_USAGE = `deno task sample [flags]
+  --model <id|path>     denoiser (manifest id or .onnx; default: the manifest's default denoiser)
+  --n <int>             number of images (default 16; or the number of --seeds)
+  --seeds <list>        per-image seeds, e.g. 0-15 or 0-3,10 (default 0..n-1)
+  --sampler ddim|ddpm   (default ddim; ddpm runs all T steps)
+  --steps <int>         DDIM steps (default 100: t = 990, 980, ..., 0)
+  --eta <num>           DDIM eta (default 0)
+  --spacing leading|trailing|linspace   DDIM grid (default leading)
+  --variance fixed_small|fixed_large    DDPM variance (default fixed_small)
+  --clip true|false     clip x0_hat to [-1,1] (default: the model's clip_sample, else true)
+  --batch <int>         images per model call (default 16; results do not depend on it)
+  --out <dir>           output folder (default out/sample)
+  --trajectory          also write step-by-step grids (x_t and x0_hat)
+  --provider auto|cpu|cuda   execution provider (default auto)
+  --threads <int>       ONNX Runtime intra-op threads (default: all cores)
+  --weights <dir|url>   weights folder holding manifest.json (default: the repository's)`;
+
+/** Parsed and validated configuration of a `sample` run. */
+export interface SampleRun {
+  modelRef: string;
+  config: SamplerConfig;
+  out: string;
+  trajectory: boolean;
+  trajectorySteps: number;
+  provider: ProviderChoice;
+  threads?: number;
+  weights?: string;
+}
+
+/** Runs the `sample` task with command-line `args`. */
+export async function sampleTask(args: string[]): Promise<void> {
+  const f = parseFlags("sample", args, FLAGS);
+  if (f.help) {
+    console.log(SAMPLE_USAGE);
+    return;
+  }
+  const base = weightsBaseFrom(f.weights);
+  const modelRef = f.model ?? await defaultModel("denoiser", base);
+  const resolved = await resolveModel(modelRef, { kind: "denoiser", base });
+  const entry = resolved.entry;
+  const spec = entry?.schedule ?? DEFAULT_SCHEDULE;
+  const schedule = scheduleFromSpec(spec);
+  const [c, h, w] = entry?.input.shape ?? [3, 32, 32];
+  const shape: ImageShape = { c, h, w };
+  let seeds: number[];
+  if (f.seeds !== undefined) {
+    seeds = parseSeeds(f.seeds);
+    if (f.n !== undefined && Number(f.n) !== seeds.length) {
+      throw new UsageError(
+        `--n ${f.n} disagrees with --seeds ${f.seeds} (${seeds.length} seeds); give one of them`,
+      );
+    }
+  } else {
+    const n = numberFlag("n", f.n, 16, { int: true, min: 1 });
+    seeds = Array.from({ length: n }, (_, i) => i);
+  }
+  const sampler = choiceFlag("sampler", f.sampler, ["ddim", "ddpm"] as const, "ddim");
+  const config: SamplerConfig = {
+    sampler,
+    schedule,
+    steps: numberFlag("steps", f.steps, sampler === "ddpm" ? schedule.T : 100, {
+      int: true,
+      min: 1,
+      max: schedule.T,
+    }),
+    eta: numberFlag("eta", f.eta, 0, { min: 0 }),
+    spacing: choiceFlag(
+      "spacing",
+      f.spacing,
+      ["leading", "trailing", "linspace"] as const,
+      "leading",
+    ) as Spacing,
+    variance: choiceFlag(
+      "variance",
+      f.variance,
+      ["fixed_small", "fixed_large"] as const,
+      "fixed_small",
+    ),
+    clip: choiceFlag(
+      "clip",
+      f.clip,
+      ["true", "false"] as const,
+      (spec.clip_sample ?? true) ? "true" : "false",
+    ) === "true",
+    seeds,
+    shape,
+    batchSize: numberFlag("batch", f.batch, 16, { int: true, min: 1 }),
+  };
+  const run: SampleRun = {
+    modelRef,
+    config,
+    out: f.out ?? "out/sample",
+    trajectory: f.trajectory ?? false,
+    trajectorySteps: numberFlag("trajectory-steps", f["trajectory-steps"], 10, {
+      int: true,
+      min: 2,
+    }),
+    provider: choiceFlag("provider", f.provider, ["auto", "cpu", "cuda"] as const, "auto"),
+    threads: f.threads === undefined
+      ? undefined
+      : numberFlag("threads", f.threads, 0, { int: true, min: 1 }),
+    weights: f.weights,
+  };
+  const model = await loadOnnx(resolved.bytes, {
+    provider: run.provider,
+    intraOpThreads: run.threads,
+  });
+  const denoiser = onnxDenoiser(model, config.batchSize);
+  if (model.providerNote) console.error(`note: ${model.providerNote}`);
+  const steps = config.sampler === "ddpm" ? schedule.T : config.steps;
+  console.error(
+    `sample: ${seeds.length} images, ${config.sampler} ${steps} steps, model ${modelRef} ` +
+      `(${model.provider}), out ${run.out}`,
+  );
+  const total = Math.ceil(seeds.length / config.batchSize) * steps;
+  const tick = progress("sample", total, "steps");
+  const traj = run.trajectory
+    ? trajectoryRecorder(seeds.length, shape, steps, run.trajectorySteps)
+    : undefined;
+  let done = 0;
+  const t0 = performance.now();
+  const images = await sample(denoiser, config, {
+    onStep: (ev) => {
+      tick(++done);
+      traj?.record(ev);
+    },
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  await writeImageSet(run.out, images, seeds, shape, "pm1");
+  if (traj) await traj.write(run.out);
+  await writeJsonAtomic(`${run.out}/run.json`, {
+    task: "sample",
+    model: { ref: modelRef, id: resolved.id, location: resolved.location, sha256: resolved.sha256 },
+    config: {
+      sampler: config.sampler,
+      steps,
+      eta: config.eta,
+      spacing: config.spacing,
+      variance: config.variance,
+      clip: config.clip,
+      schedule: { ...spec, name: schedule.name },
+      seeds: f.seeds ?? `0-${seeds.length - 1}`,
+      n: seeds.length,
+      batch: config.batchSize,
+      shape: [c, h, w],
+    },
+    rng: RNG_ID,
+    provider: model.provider,
+    providerNote: model.providerNote,
+    threads: run.threads ?? "default",
+    versions: { ...versions(), "onnxruntime-node": "1.30.0" },
+    seconds,
+    imagesPerSecond: seeds.length / seconds,
+    outputs: {
+      grid: "grid.png",
+      images: "images/<seed>.png",
+      trajectory: run.trajectory ? "trajectory.png" : undefined,
+    },
+  });
+  console.error(
+    `sample: wrote ${seeds.length} images to ${run.out} in ${seconds.toFixed(1)}s ` +
+      `(${(seeds.length / seconds).toFixed(2)} img/s)`,
+  );
+}
+
+/** Records x_t and x0_hat of the first (up to 8) images at evenly spaced steps (Fig 4.8). */
+function trajectoryRecorder(total: number, shape: ImageShape, steps: number, cols: number) {
+  const rows = Math.min(8, total);
+  const per = shape.c * shape.h * shape.w;
+  const at = new Set(
+    Array.from({ length: cols }, (_, i) => Math.round(i * (steps - 1) / (cols - 1))),
+  );
+  const picks = [...at].sort((a, b) => a - b);
+  const xt = new Float32Array(rows * picks.length * per);
+  const x0 = new Float32Array(rows * picks.length * per);
+  return {
+    record(ev: StepEvent) {
+      const col = picks.indexOf(ev.stepIndex);
+      if (col < 0) return;
+      ev.items.forEach((item, k) => {
+        if (item >= rows) return;
+        const dst = (item * picks.length + col) * per;
+        xt.set(ev.x.subarray(k * per, (k + 1) * per), dst);
+        x0.set(ev.x0.subarray(k * per, (k + 1) * per), dst);
+      });
+    },
+    async write(out: string) {
+      const { writeGrid } = await import("../lib/io/outputs.ts");
+      await writeGrid(`${out}/trajectory.png`, xt, rows * picks.length, shape, "pm1", picks.length);
+      await writeGrid(
+        `${out}/trajectory_x0.png`,
+        x0,
+        rows * picks.length,
+        shape,
+        "pm1",
+        picks.length,
+      );
+    },
+  };
+}
