@@ -97,7 +97,11 @@ export async function sampleTask(args: string[]): Promise<void> {
   const shape: ImageShape = { c, h, w };
   let seeds: number[];
   if (f.seeds !== undefined) {
-    seeds = parseSeeds(f.seeds);
+    try {
+      seeds = parseSeeds(f.seeds);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
     if (f.n !== undefined && Number(f.n) !== seeds.length) {
       throw new UsageError(
         `--n ${f.n} disagrees with --seeds ${f.seeds} (${seeds.length} seeds); give one of them`,
@@ -139,6 +143,12 @@ export async function sampleTask(args: string[]): Promise<void> {
     shape,
     batchSize: numberFlag("batch", f.batch, 16, { int: true, min: 1 }),
   };
+  if (sampler === "ddpm" && config.steps !== schedule.T) {
+    throw new UsageError(
+      `the DDPM sampler runs all ${schedule.T} steps, not --steps ${config.steps}; ` +
+        `drop --steps, or use --sampler ddim --eta 1 for a stochastic sub-grid`,
+    );
+  }
   const run: SampleRun = {
     modelRef,
     config,

@@ -28,12 +28,31 @@ export function float(value: number | readonly number[]): FloatAttr {
 }
 
 /**
- * Attribute values: integers become INT(S), non-integers FLOAT(S), `float(x)` forces FLOAT(S),
- * strings STRING, a TensorProto TENSOR.
+ * Attribute values: integers become INT(S) (except names ONNX always types FLOAT, such as alpha,
+ * beta, epsilon), non-integers FLOAT(S), `float(x)` forces FLOAT(S), strings STRING, a
+ * TensorProto TENSOR.
  */
 export type AttrValue = number | readonly number[] | string | FloatAttr | TensorProto;
 
 const AttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, FLOATS: 6, INTS: 7 } as const;
+
+/** Attribute names that ONNX types as FLOAT in every default-domain op that has them. */
+const FLOAT_ATTRS = new Set([
+  "alpha",
+  "beta",
+  "gamma",
+  "epsilon",
+  "momentum",
+  "bias",
+  "lambd",
+  "ratio",
+  "min",
+  "max",
+  "scale",
+  "spatial_scale",
+  "extrapolation_value",
+  "cubic_coeff_a",
+]);
 
 /** Encodes one attribute value. */
 export function makeAttribute(name: string, value: AttrValue): AttributeProto {
@@ -41,7 +60,7 @@ export function makeAttribute(name: string, value: AttrValue): AttributeProto {
     return { name, type: AttrType.STRING, s: new TextEncoder().encode(value) };
   }
   if (typeof value === "number") {
-    return Number.isInteger(value)
+    return Number.isInteger(value) && !FLOAT_ATTRS.has(name)
       ? { name, type: AttrType.INT, i: value }
       : { name, type: AttrType.FLOAT, f: value };
   }

@@ -93,6 +93,8 @@ export async function loadOnnx(
   const cudaMissing = choice === "auto" ? cudaProviderMissing() : undefined;
   if (cudaMissing) providerNote = `CUDA provider not installed (${cudaMissing}); ran on CPU`;
   else if (choice === "cuda" || choice === "auto") {
+    // ORT also logs its own line when the provider fails to load (its logger is configured once
+    // per process, before any session option applies); our error below carries the fix.
     try {
       session = await ort.InferenceSession.create(bytes, { ...base, executionProviders: ["cuda"] });
       provider = "cuda";
