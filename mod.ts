@@ -15,8 +15,28 @@
  * });
  * ```
  *
+ * Guided (class-conditional) sampling, the thesis's Alg 6 around any sampler:
+ * @example
+ * ```ts
+ * import { guided, linearSchedule, loadEnergyClassifier, loadOnnx, onnxDenoiser, sample } from "./mod.ts";
+ * const classifier = await loadEnergyClassifier("../shared/models/vnncomp21_resnet4b.onnx", {
+ *   conventions: { mean: [0.4914, 0.4822, 0.4465], std: [0.2471, 0.2435, 0.2616] },
+ * });
+ * const denoiser = onnxDenoiser(await loadOnnx("weights/mixture_cifar10.onnx"));
+ * const seeds = [0, 1, 2, 3];
+ * const images = await sample(guided(denoiser, {
+ *   classifier, direction: { kind: "joint" }, scale: 10,
+ *   strength: { spec: { kind: "sqrt" }, activation: 0 },
+ *   labels: [3, 3, 3, 3], point: "xt", form: "eps",
+ * }), {
+ *   sampler: "ddim", schedule: linearSchedule(), steps: 100, eta: 0.5, spacing: "leading",
+ *   clip: true, variance: "fixed_small", seeds, shape: { c: 3, h: 32, w: 32 }, batchSize: 4,
+ * });
+ * ```
+ *
  * As a command line (also remotely: `deno run -A <url>/mod.ts sample ...`):
- * `deno run -A mod.ts <task> [flags]`, tasks: sample, build-mixture. `--help` on each.
+ * `deno run -A mod.ts <task> [flags]`; tasks: sample, guide, energy-head, energy-stats,
+ * strength-plot, build-mixture. `--help` on each.
  * @module
  */
 
@@ -75,13 +95,70 @@ export {
   resolveModel,
 } from "./lib/weights.ts";
 export { CIFAR10_CLASSES, loadCifar10 } from "./lib/data/cifar10.ts";
+export { qSample } from "./lib/forward.ts";
+export {
+  buildEnergyHead,
+  type CompiledHead,
+  compileEnergyHead,
+  type EnergyHeadOptions,
+  HEAD_NAMES,
+  HEAD_VERSION,
+  type HeadInfo,
+  readHeadInfo,
+} from "./lib/energy/head.ts";
+export {
+  type Coefficients,
+  type CoefficientsArg,
+  EnergyClassifier,
+  type EnergyOutputs,
+  type ForwardOutputs,
+  loadEnergyClassifier,
+  type LoadEnergyClassifierOptions,
+  OBJECTIVES,
+} from "./lib/energy/classifier.ts";
+export {
+  CIFAR10_NORMALISATION,
+  type InputConventions,
+  toClassifierInput,
+} from "./lib/energy/conventions.ts";
+export { appendVjp } from "./lib/autodiff/vjp.ts";
+export {
+  type Accumulate,
+  baseDirection,
+  type DirectionResult,
+  type DirectionSpec,
+  type EnergySource,
+  guidanceDirection,
+} from "./lib/guidance/directions.ts";
+export {
+  type GuidanceConfig,
+  type GuidanceForm,
+  type GuidancePoint,
+  type GuidanceStepInfo,
+  guided,
+} from "./lib/guidance/guided.ts";
+export {
+  DEFAULT_STRENGTH,
+  formatStrength,
+  guidanceFactor,
+  parseStrength,
+  type StrengthSchedule,
+  type StrengthSpec,
+  strengthWeight,
+} from "./lib/guidance/strength.ts";
+export { buildMixtureClassifier } from "./lib/models/mixture.ts";
+export { UsageError } from "./lib/errors.ts";
 
-import { UsageError } from "./tasks/_args.ts";
+import { UsageError } from "./lib/errors.ts";
 
 /** Task name -> loader of its entry point (imported lazily so one task's deps don't load all). */
 const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = {
   "sample": async () => (await import("./tasks/sample.ts")).sampleTask,
   "build-mixture": async () => (await import("./tasks/build_mixture.ts")).buildMixtureTask,
+  "guide": async () => (await import("./tasks/guide.ts")).guideTask,
+  "energy-stats": async () => (await import("./tasks/energy_stats.ts")).energyStatsTask,
+  "energy-head": async () => (await import("./tasks/energy_head.ts")).energyHeadTask,
+  "strength-plot": async () => (await import("./tasks/strength_plot.ts")).strengthPlotTask,
 };
 
 /** Runs a task by name with its arguments; returns the process exit code. */

@@ -9,9 +9,12 @@ export function progress(label: string, total: number, unit = "it"): (done: numb
   let last = -Infinity;
   const enc = new TextEncoder();
   const quiet = Deno.env.get("RG_QUIET") === "1";
+  // A terminal gets one line rewritten in place; a log file gets whole lines, less often.
+  const tty = Deno.stderr.isTerminal();
+  const every = tty ? 500 : 5000;
   return (done: number) => {
     const now = performance.now();
-    if (quiet || (now - last < 500 && done < total)) return;
+    if (quiet || (now - last < every && done < total)) return;
     last = now;
     const sec = (now - t0) / 1000;
     const rate = done / Math.max(sec, 1e-9);
@@ -19,7 +22,8 @@ export function progress(label: string, total: number, unit = "it"): (done: numb
     const line =
       `${label} ${done}/${total} ${unit}  ${rate.toFixed(rate < 10 ? 2 : 0)} ${unit}/s  ` +
       `elapsed ${fmtTime(sec)}  ETA ${Number.isFinite(eta) ? fmtTime(eta) : "?"}`;
-    Deno.stderr.writeSync(enc.encode(done >= total ? `\r${line}\n` : `\r${line}`));
+    const text = tty ? (done >= total ? `\r${line}\n` : `\r${line}`) : `${line}\n`;
+    Deno.stderr.writeSync(enc.encode(text));
   };
 }
 

@@ -34,6 +34,8 @@ export interface ManifestEntry {
   description?: string;
   /** Class names, for classifiers. */
   classes?: string[];
+  /** Class-wise energy statistics (energy-stats JSON, relative to the weights folder), for `dual`. */
+  stats?: string;
   /** Random-weight models for tests and benchmarks only. */
   testing?: boolean;
   /** Not committed: the file lives outside the repository (e.g. ../shared/models). */

@@ -4,6 +4,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "../lib/errors.ts";
 
 /** Parses `args` strictly; unknown flags are an error listing the known ones. */
 export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
@@ -22,8 +23,7 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig["options"]>>(
   }
 }
 
-/** An error caused by bad command-line input (exit code 2). */
-export class UsageError extends Error {}
+export { UsageError } from "../lib/errors.ts";
 
 /** A number flag: finite, optionally integer and within [min, max]. */
 export function numberFlag(

@@ -42,6 +42,43 @@ Deno.test("DDIM eta = 1 on the full grid: sigma^2 equals DDPM's beta~_t and the 
   );
 });
 
+Deno.test("with x0 clipping, DDIM eta = 1 (eps re-derived from the clipped x0) still equals DDPM", () => {
+  const big = fc.array(fc.float({ min: -40, max: 40, noNaN: true, noDefaultInfinity: true }), {
+    minLength: 16,
+    maxLength: 16,
+  })
+    .map((a) => Float32Array.from(a));
+  fc.assert(
+    fc.property(scheduleArb, fc.nat(), big, vec(16), vec(16), (s, k, x, eps, z) => {
+      const t = 1 + (k % (s.T - 1));
+      const abarT = abarAt(s, t), abarPrev = abarAt(s, t - 1);
+      const a = ddimStep({ x, eps, abarT, abarPrev, eta: 1, noise: z, clip: true });
+      const b = ddpmStep({ x, eps, schedule: s, t, variance: "fixed_small", noise: z, clip: true });
+      for (let i = 0; i < x.length; i++) {
+        assert.ok(
+          Math.abs(a.x[i] - b.x[i]) <= 2e-5 * (1 + Math.abs(b.x[i])),
+          `${i}: ${a.x[i]} vs ${b.x[i]}`,
+        );
+        assert.ok(a.x0[i] >= -1 && a.x0[i] <= 1);
+      }
+    }),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test("keepEps (diffusers) differs from the consistent form only where x0 was clipped", () => {
+  const s = linearSchedule();
+  const abarT = abarAt(s, 900);
+  // entry 0: x0_hat far outside [-1, 1]; entry 1: x0_hat = 0.5 exactly representable inside
+  const x = Float32Array.from([3, 0.5 * Math.sqrt(abarT) + 0.3 * Math.sqrt(1 - abarT)]);
+  const eps = Float32Array.from([0.2, 0.3]);
+  const p = { x, eps, abarT, abarPrev: abarAt(s, 890), eta: 0, clip: true };
+  const a = ddimStep(p), b = ddimStep({ ...p, keepEps: true });
+  assert.notEqual(a.x[0], b.x[0]);
+  assert.equal(a.x[1], b.x[1]);
+  assert.deepEqual(a.x0, b.x0);
+});
+
 Deno.test("DDIM eta = 0 is deterministic: no noise needed, noise ignored", () => {
   fc.assert(
     fc.property(vec(8), vec(8), vec(8), fc.integer({ min: 1, max: 999 }), (x, eps, z, t) => {

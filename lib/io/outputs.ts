@@ -39,6 +39,21 @@ export async function writeGrid(
   await writeFileAtomic(path, encodePng(g.rgb, g.width, g.height));
 }
 
+/** Writes `<dir>/<seed>.png` for every image. */
+export async function writeImageFiles(
+  dir: string,
+  images: Float32Array,
+  seeds: readonly number[],
+  shape: ImageShape,
+  range: "pm1" | "01",
+): Promise<Uint8Array[]> {
+  const tiles = toTiles(images, seeds.length, shape, range);
+  for (let i = 0; i < seeds.length; i++) {
+    await writeFileAtomic(`${dir}/${seeds[i]}.png`, encodePng(tiles[i], shape.w, shape.h));
+  }
+  return tiles;
+}
+
 /** Writes `<out>/images/<seed>.png` for every image and `<out>/grid.png`. */
 export async function writeImageSet(
   out: string,
@@ -48,10 +63,7 @@ export async function writeImageSet(
   range: "pm1" | "01",
   cols?: number,
 ): Promise<void> {
-  const tiles = toTiles(images, seeds.length, shape, range);
-  for (let i = 0; i < seeds.length; i++) {
-    await writeFileAtomic(`${out}/images/${seeds[i]}.png`, encodePng(tiles[i], shape.w, shape.h));
-  }
+  const tiles = await writeImageFiles(`${out}/images`, images, seeds, shape, range);
   const g = makeGrid(tiles, shape.w, shape.h, cols ?? Math.ceil(Math.sqrt(seeds.length)));
   await writeFileAtomic(`${out}/grid.png`, encodePng(g.rgb, g.width, g.height));
 }

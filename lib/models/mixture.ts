@@ -174,3 +174,44 @@ export function buildMixtureDenoiser(
   b.setMetadata("robust_guidance.schedule", schedule.name);
   return b.toBytes();
 }
+
+/**
+ * The mixture's clean-space class posterior as an ONNX classifier: input `x` float32 [N,C,H,W]
+ * in [-1, 1] (compile its energy head with range "pm1"); output `logits` [N,K] with
+ * logits_k = log pi_k - D/2 log s2_k - |x - mu_k|^2 / (2 s2_k), so softmax(logits) = p(k | x0 = x).
+ * The exact classifier for guidance tests (METHOD.md §4).
+ */
+export function buildMixtureClassifier(m: GaussianMixture, shape: ImageShape): Uint8Array {
+  const { k, dim } = m;
+  if (shape.c * shape.h * shape.w !== dim) {
+    throw new Error(
+      `mixture has dimension ${dim}, image shape ${shape.c}x${shape.h}x${shape.w} does not match`,
+    );
+  }
+  const b = new GraphBuilder({ name: "gaussian_mixture_posterior", opset: 13 });
+  const x = b.input("x", DataType.FLOAT, ["N", shape.c, shape.h, shape.w]);
+  const xf = b.node("Reshape", [x, b.i64("flat", [0, -1])]); // [N,D]
+  const muT = new Float32Array(dim * k), mm = new Float32Array(k);
+  for (let j = 0; j < k; j++) {
+    for (let p = 0; p < dim; p++) {
+      muT[p * k + j] = m.means[j * dim + p];
+      mm[j] += m.means[j * dim + p] ** 2;
+    }
+  }
+  const xx = b.node("ReduceSum", [b.node("Mul", [xf, xf]), b.i64("ax", [1])], { keepdims: 1 }); // [N,1]
+  const xm = b.node("MatMul", [xf, b.constant("muT", [dim, k], muT)]); // [N,K]
+  // |x - mu_k|^2 = |x|^2 - 2 x.mu_k + |mu_k|^2
+  const d2 = b.node("Add", [
+    b.node("Sub", [xx, b.node("Mul", [b.f32("two", 2), xm])]),
+    b.f32("mu_sq", Array.from(mm), [1, k]),
+  ]);
+  const inv2s2 = b.f32("inv_2s2", Array.from(m.variances, (v) => 1 / (2 * v)), [1, k]);
+  const bias = b.f32(
+    "bias",
+    Array.from(m.weights, (w, j) => Math.log(w) - dim / 2 * Math.log(m.variances[j])),
+    [1, k],
+  );
+  const logits = b.node("Sub", [bias, b.node("Mul", [d2, inv2s2])]);
+  b.output(logits, DataType.FLOAT, ["N", k], "logits");
+  return b.toBytes();
+}

@@ -22,8 +22,17 @@ export interface DdimStepInput {
   eta: number;
   /** z ~ N(0, I), required when sigma > 0. */
   noise?: Float32Array;
-  /** Clip x0_hat to [-1, 1] (diffusers clip_sample); eps_hat is used unchanged in the direction. */
+  /**
+   * Clip x0_hat to [-1, 1] (clip_sample). The direction term then uses the eps consistent with
+   * the clipped x0_hat, eps' = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t), as guided-diffusion
+   * does; this keeps DDIM(eta = 1) equal to DDPM under clipping. diffusers' DDIMScheduler keeps the
+   * unclipped eps instead (`keepEps`): with classifier guidance in eps (Alg 6) at high noise, the
+   * clip then removes the guidance from x0_hat and leaves only -sqrt(1 - abar_t' - sigma^2) s g in
+   * the direction term, which moves x_t *away* from the class (measured: 0% target accuracy).
+   */
   clip?: boolean;
+  /** With `clip`, use the unclipped eps in the direction term (diffusers' behaviour). */
+  keepEps?: boolean;
   /** Optional output buffers (reused across steps). */
   out?: Float32Array;
   x0Out?: Float32Array;
@@ -33,7 +42,7 @@ export interface DdimStepInput {
  * One DDIM step t -> t' (eq 2.25):
  * x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t),
  * x_t' = sqrt(abar_t') x0_hat + sqrt(1 - abar_t' - sigma^2) eps + sigma z.
- * Returns x_t' and x0_hat.
+ * Returns x_t' and x0_hat. With clipping, eps is re-derived from the clipped x0_hat (see `clip`).
  */
 export function ddimStep(p: DdimStepInput): { x: Float32Array; x0: Float32Array } {
   const n = p.x.length;
@@ -50,11 +59,16 @@ export function ddimStep(p: DdimStepInput): { x: Float32Array; x0: Float32Array 
   const sap = Math.sqrt(p.abarPrev);
   const dir = Math.sqrt(Math.max(0, 1 - p.abarPrev - sigma * sigma));
   const z = p.noise;
+  const recompute = p.clip && !p.keepEps;
   for (let i = 0; i < n; i++) {
     let x0i = (p.x[i] - s1a * p.eps[i]) / sa;
-    if (p.clip) x0i = x0i < -1 ? -1 : x0i > 1 ? 1 : x0i;
+    let e = p.eps[i];
+    if (p.clip && (x0i < -1 || x0i > 1)) {
+      x0i = x0i < -1 ? -1 : 1;
+      if (recompute) e = (p.x[i] - sa * x0i) / s1a;
+    }
     x0[i] = x0i;
-    out[i] = sap * x0i + dir * p.eps[i] + (sigma > 0 ? sigma * z![i] : 0);
+    out[i] = sap * x0i + dir * e + (sigma > 0 ? sigma * z![i] : 0);
   }
   return { x: out, x0 };
 }

@@ -64,8 +64,10 @@ export interface SamplerConfig {
   /** DDIM eta (ignored for DDPM). */
   eta: number;
   spacing: Spacing;
-  /** Clip x0_hat to [-1, 1]. */
+  /** Clip x0_hat to [-1, 1] (DDIM then re-derives eps from the clipped x0_hat; see ddimStep). */
   clip: boolean;
+  /** DDIM with `clip`: keep the unclipped eps in the direction term, as diffusers does. */
+  keepEps?: boolean;
   /** DDPM variance. */
   variance: VarianceKind;
   seeds: readonly number[];

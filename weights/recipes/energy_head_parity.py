@@ -18,6 +18,11 @@ ONNX files and compares.
 Writes tests/fixtures/autodiff/energy_<name>.onnx and energy_<name>.ref.json (float32 little-
 endian base64). Not run in CI; rerun after changing the models here. Random weights: these are
 not trained classifiers.
+
+It also writes tests/fixtures/autodiff/energy_real_models.ref.json: the same objective's float64
+gradient for the three real classifiers in ../shared/models (read from their ONNX files by a
+small float64 interpreter of the ops they use: Conv, Relu, Add, Gemm, Flatten, Reshape), on two
+synthetic images (uniform noise and a smooth pattern; no CIFAR-10 pixels are copied).
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ def randomise_bn(m: nn.Module, gen: torch.Generator) -> None:
 
 
 class ConvNetA(nn.Module):
-    """Opset 9, fixed batch 1 (like the shared models): view(1, -1) becomes Reshape [1, -1]."""
+    """Opset 9, fixed batch 1 (like the shared models): the traced view(N, -1) is folded into
+    Reshape [1, -1]."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,12 +74,12 @@ class ConvNetA(nn.Module):
         self.fc2 = nn.Linear(16, K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.c1(x)))  # 8x8
+        x = self.bn1(F.relu(self.c1(x)))  # 8x8; BN after ReLU is not folded into the conv
         x = F.leaky_relu(self.bn2(self.c2(x)), 0.1)
         x = F.max_pool2d(x, 2)  # 4x4
         x = torch.sigmoid(self.c3(x))
         x = F.avg_pool2d(x, 2)  # 2x2
-        x = x.view(1, -1)
+        x = x.view(x.size(0), -1)
         return self.fc2(F.relu(self.fc1(x)))
 
 
@@ -113,7 +119,7 @@ class MixedC(nn.Module):
         self.c1 = nn.Conv2d(3, 12, (3, 5), stride=(2, 1), padding=(1, 2))
         self.dw = nn.Conv2d(12, 12, 3, padding=1, groups=12)
         self.bn = nn.BatchNorm2d(12)
-        self.c2 = nn.Conv2d(12, 16, 3, stride=2, padding=(0, 1), bias=False)
+        self.c2 = nn.Conv2d(12, 16, 3, stride=2, padding=1, bias=False)
         self.fc = nn.Linear(16 * 2 * 2, K)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,7 +127,7 @@ class MixedC(nn.Module):
         x = F.relu(self.bn(self.dw(x)))
         x = F.max_pool2d(x, 3, stride=1, padding=1)
         x = F.avg_pool2d(x, 3, stride=1, padding=1)  # count_include_pad=True (default)
-        x = torch.tanh(self.c2(x))  # 3x8
+        x = torch.tanh(self.c2(x))  # 4x8
         x = F.adaptive_avg_pool2d(x, 2)  # not global: exported as AveragePool
         x = x.view(x.size(0), -1)
         return self.fc(x)
@@ -174,6 +180,104 @@ def export(model: nn.Module, example: torch.Tensor, path: str, opset: int, dynam
             **kwargs,
         )
     onnx.checker.check_model(onnx.load(path))
+
+
+REAL_MODELS = ["vnncomp21_resnet2b", "vnncomp21_resnet4b", "sri_resnet_a"]
+SHARED_MODELS = os.path.normpath(os.path.join(ROOT, "..", "shared", "models"))
+
+
+def onnx_float64_forward(model: onnx.ModelProto, x: torch.Tensor) -> torch.Tensor:
+    """Evaluates a Conv/Relu/Add/Gemm/Flatten/Reshape ONNX graph in float64 torch ops."""
+    from onnx import numpy_helper
+
+    env = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in model.graph.initializer}
+    env = {k: v.double() if v.is_floating_point() else v for k, v in env.items()}
+    inits = set(env)
+    (inp,) = [i.name for i in model.graph.input if i.name not in inits]
+    env[inp] = x
+    for node in model.graph.node:
+        a = {at.name: onnx.helper.get_attribute_value(at) for at in node.attribute}
+        ins = [env[i] for i in node.input if i]
+        op = node.op_type
+        if op == "Conv":
+            pads = a.get("pads", [0, 0, 0, 0])
+            if pads[:2] != pads[2:]:
+                raise ValueError(f"asymmetric pads {pads} not supported here")
+            out = F.conv2d(ins[0], ins[1], ins[2] if len(ins) > 2 else None, stride=a.get("strides", 1),
+                           padding=pads[:2], dilation=a.get("dilations", 1), groups=a.get("group", 1))
+        elif op == "Relu":
+            out = F.relu(ins[0])
+        elif op == "Add":
+            out = ins[0] + ins[1]
+        elif op == "Gemm":
+            A = ins[0].t() if a.get("transA", 0) else ins[0]
+            B = ins[1].t() if a.get("transB", 0) else ins[1]
+            out = a.get("alpha", 1.0) * A @ B + (a.get("beta", 1.0) * ins[2] if len(ins) > 2 else 0)
+        elif op == "Flatten":
+            out = torch.flatten(ins[0], a.get("axis", 1))
+        elif op == "Reshape":
+            out = ins[0].reshape([int(v) for v in ins[1].tolist()])
+        elif op == "Constant":
+            out = torch.from_numpy(numpy_helper.to_array(a["value"]).copy())
+        else:
+            raise ValueError(f"op {op} is not in this small interpreter")
+        env[node.output[0]] = out
+    return env[model.graph.output[0].name]
+
+
+def real_models_fixture() -> dict:
+    gen = torch.Generator().manual_seed(7)
+    noise = torch.rand(1, 3, 32, 32, generator=gen)
+    smooth = F.interpolate(torch.rand(1, 3, 4, 4, generator=gen), size=32, mode="bilinear", align_corners=False)
+    x01 = torch.cat([noise, smooth]).clamp(0, 1)
+    conv = {**CIFAR, "layout": "nchw", "range": "01"}
+    out = {
+        "description": (
+            "float64 reference gradients of sum_n a E(x,y) + b E(x) + c |e*-E(x)| wrt x in [0,1] for the real "
+            "classifiers in ../shared/models, evaluated per image (they have a fixed batch of 1) by a float64 "
+            f"torch interpreter of their ONNX graphs (torch {torch.__version__}); image 0 uniform noise, image 1 "
+            "a smooth pattern; float32 little-endian base64"
+        ),
+        "conventions": conv,
+        "x_shape": list(x01.shape),
+        "x_b64": b64(x01),
+        "models": {},
+    }
+    coef = torch.tensor([[1.0, -1.0, 0.0], [1.0, 0.0, 0.15]], dtype=torch.float64).float().double()
+    for name in REAL_MODELS:
+        path = os.path.join(SHARED_MODELS, f"{name}.onnx")
+        model = onnx.load(path)
+        x = x01.double().requires_grad_(True)
+        inp = to_classifier_input(x, conv)
+        logits = torch.cat([onnx_float64_forward(model, inp[i : i + 1]) for i in range(x.shape[0])])
+        # float32 check against onnxruntime
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        in_name = sess.get_inputs()[0].name
+        ort_logits = np.concatenate([sess.run(None, {in_name: inp[i : i + 1].detach().float().numpy()})[0] for i in range(2)])
+        err = float(np.abs(ort_logits - logits.detach().numpy()).max())
+        if err > 1e-4:
+            raise SystemExit(f"{name}: float64 interpreter differs from onnxruntime by {err}")
+        y = logits.detach().argmin(dim=1)  # a class the model does not predict: a sizeable gradient
+        e_xy, e_x = energies(logits, y)
+        e_star = (e_x.detach() + torch.tensor([1.0, -1.0], dtype=torch.float64)).float().double()
+        objective = (coef[:, 0] * e_xy + coef[:, 1] * e_x + coef[:, 2] * (e_star - e_x).abs()).sum()
+        (grad,) = torch.autograd.grad(objective, x)
+        with open(path, "rb") as f:
+            import hashlib
+
+            sha = hashlib.sha256(f.read()).hexdigest()
+        out["models"][name] = {
+            "sha256": sha,
+            "y": y.tolist(),
+            "coef": coef.flatten().tolist(),
+            "e_star": e_star.tolist(),
+            "logits_b64": b64(logits),
+            "energy_xy": e_xy.tolist(),
+            "energy_x": e_x.tolist(),
+            "grad_b64": b64(grad),
+        }
+        print(f"real {name}: interpreter vs onnxruntime max |diff| {err:.2e}, |grad| {grad.norm():.3f}")
+    return out
 
 
 def main() -> int:
@@ -243,6 +347,12 @@ def main() -> int:
             f.write("\n")
         size_kb = os.path.getsize(path) / 1024
         print(f"{name}: opset {opset}, {size_kb:.1f} KB, export max |diff| {export_err:.2e}, ops {ops}")
+    if os.path.isdir(SHARED_MODELS):
+        with open(os.path.join(OUT, "energy_real_models.ref.json"), "w") as f:
+            json.dump(real_models_fixture(), f, indent=1)
+            f.write("\n")
+    else:
+        print(f"no {SHARED_MODELS}: real-model reference skipped", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,113 @@
+/**
+ * Gradient rules for the matrix products MatMul (numpy semantics, batched and broadcast, with
+ * the 1-D special cases) and Gemm (Y = alpha op(A) op(B) + beta C). For Y = A B:
+ * dA = dY B^T and dB = A^T dY, summed back over broadcast batch axes (Giles 2008, "Collected
+ * matrix derivative results for forward and reverse mode AD", §2.2).
+ * @module
+ */
+import { float } from "../onnx/builder.ts";
+import {
+  constLike,
+  floatAttr,
+  i64Const,
+  intAttr,
+  optionalInput,
+  swapLastTwo,
+  unbroadcast,
+} from "./_emit.ts";
+import { staticRank } from "./static_info.ts";
+import { describeNode, type GradRule, type VjpContext } from "./rule.ts";
+
+function rankOrThrow(ctx: VjpContext, i: number): number {
+  const name = ctx.node.input[i];
+  const r = staticRank(ctx.b, name);
+  if (r === undefined) {
+    throw new Error(
+      `cannot differentiate ${
+        describeNode(ctx.node, ctx.opset)
+      }: the rank of input ${i} ('${name}') ` +
+        `is not known statically (MatMul's gradient differs for 1-D operands); declare its shape ` +
+        `in graph.value_info`,
+    );
+  }
+  if (r < 1) {
+    throw new Error(
+      `${describeNode(ctx.node, ctx.opset)}: input '${name}' is a scalar; MatMul needs rank >= 1`,
+    );
+  }
+  return r;
+}
+
+/** MatMul: dA = dY B^T, dB = A^T dY (1-D operands handled as numpy does: promoted, then dropped). */
+const matmul: GradRule = {
+  slots: ["diff", "diff"],
+  vjp: (ctx) => {
+    const { b, node, dy, needs } = ctx;
+    const [a, bm] = node.input;
+    const g = dy[0]!;
+    const [ra, rb] = [rankOrThrow(ctx, 0), rankOrThrow(ctx, 1)];
+    let da: string | undefined, db: string | undefined;
+    if (ra === 1 && rb === 1) { // y = sum_k a_k b_k (a scalar)
+      if (needs[0]) da = b.node("Mul", [g, bm]);
+      if (needs[1]) db = b.node("Mul", [g, a]);
+    } else if (ra === 1) { // y[..., n] = sum_k a_k B[..., k, n]
+      if (needs[0]) {
+        const last = i64Const(b, [-1]);
+        da = b.node("Squeeze", [b.node("MatMul", [bm, b.node("Unsqueeze", [g, last])]), last]);
+      }
+      if (needs[1]) {
+        db = b.node("Mul", [
+          b.node("Unsqueeze", [a, i64Const(b, [-1])]),
+          b.node("Unsqueeze", [g, i64Const(b, [-2])]),
+        ]);
+      }
+    } else if (rb === 1) { // y[..., m] = sum_k A[..., m, k] b_k
+      if (needs[0]) da = b.node("Mul", [b.node("Unsqueeze", [g, i64Const(b, [-1])]), bm]);
+      if (needs[1]) {
+        const second = i64Const(b, [-2]);
+        db = b.node("Squeeze", [b.node("MatMul", [b.node("Unsqueeze", [g, second]), a]), second]);
+      }
+    } else {
+      if (needs[0]) da = b.node("MatMul", [g, swapLastTwo(b, bm, rb)]);
+      if (needs[1]) db = b.node("MatMul", [swapLastTwo(b, a, ra), g]);
+    }
+    return [da && unbroadcast(b, da, a), db && unbroadcast(b, db, bm)];
+  },
+};
+
+/**
+ * Gemm: Y = alpha op(A) op(B) + beta C. With P = op(A), Q = op(B): dP = alpha dY Q^T and
+ * dQ = alpha P^T dY; transposing back gives the four cases below, each one Gemm.
+ */
+const gemm: GradRule = {
+  slots: ["diff", "diff", "diff"],
+  vjp: ({ b, node, dy, needs }) => {
+    const [a, bm] = node.input;
+    const c = optionalInput(node, 2);
+    const g = dy[0]!;
+    const alpha = float(floatAttr(node, "alpha", 1));
+    const beta = floatAttr(node, "beta", 1);
+    const ta = intAttr(node, "transA", 0), tb = intAttr(node, "transB", 0);
+    let da: string | undefined, db: string | undefined, dc: string | undefined;
+    if (needs[0]) {
+      da = ta === 0
+        ? b.node("Gemm", [g, bm], { alpha, transB: 1 - tb }) // dA = dY op(B)^T
+        : b.node("Gemm", [bm, g], { alpha, transA: tb, transB: 1 }); // dA = op(B) dY^T
+    }
+    if (needs[1]) {
+      db = tb === 0
+        ? b.node("Gemm", [a, g], { alpha, transA: 1 - ta }) // dB = op(A)^T dY
+        : b.node("Gemm", [g, a], { alpha, transA: 1, transB: ta }); // dB = dY^T op(A)
+    }
+    if (needs[2] && c !== undefined) {
+      dc = unbroadcast(b, beta === 1 ? g : b.node("Mul", [g, constLike(b, beta, g)]), c);
+    }
+    return [da, db, dc];
+  },
+};
+
+/** Matrix-product rules by op type. */
+export const LINEAR_RULES: Readonly<Record<string, GradRule>> = {
+  Gemm: gemm,
+  MatMul: matmul,
+};

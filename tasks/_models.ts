@@ -1,0 +1,70 @@
+/**
+ * Loading the models a task names (manifest id or path) with their conventions.
+ * @module
+ */
+import { type EnergyClassifier, loadEnergyClassifier } from "../lib/energy/classifier.ts";
+import type { InputConventions } from "../lib/energy/conventions.ts";
+import type { ProviderChoice } from "../lib/runtime/session.ts";
+import { type ResolvedModel, resolveModel } from "../lib/weights.ts";
+import { UsageError } from "../lib/errors.ts";
+
+/** Parses "r,g,b" into numbers, naming the flag on error. */
+export function parseTriple(flag: string, raw: string | undefined): number[] | undefined {
+  if (raw === undefined) return undefined;
+  const v = raw.split(",").map(Number);
+  if (v.some((x) => !Number.isFinite(x))) {
+    throw new UsageError(
+      `--${flag} '${raw}' is invalid: give comma-separated numbers, e.g. 0.4914,0.4822,0.4465`,
+    );
+  }
+  return v;
+}
+
+/** Conventions from flags (for raw classifiers given by path). */
+export function conventionsFromFlags(
+  f: { mean?: string; std?: string; range?: string; layout?: string },
+):
+  | InputConventions
+  | undefined {
+  if (
+    f.mean === undefined && f.std === undefined && f.range === undefined && f.layout === undefined
+  ) return undefined;
+  if (f.range !== undefined && f.range !== "01" && f.range !== "pm1") {
+    throw new UsageError(`--range '${f.range}' is invalid: use 01 or pm1`);
+  }
+  if (f.layout !== undefined && f.layout !== "nchw" && f.layout !== "nhwc") {
+    throw new UsageError(`--layout '${f.layout}' is invalid: use nchw or nhwc`);
+  }
+  return {
+    mean: parseTriple("mean", f.mean),
+    std: parseTriple("std", f.std),
+    range: f.range as InputConventions["range"],
+    layout: f.layout as InputConventions["layout"],
+  };
+}
+
+/** A classifier (raw or energy head) resolved and loaded as an {@link EnergyClassifier}. */
+export async function loadClassifierRef(
+  ref: string,
+  base: URL,
+  opts: {
+    conventions?: InputConventions;
+    provider?: ProviderChoice;
+    threads?: number;
+    batch?: number;
+  } = {},
+): Promise<{ classifier: EnergyClassifier; resolved: ResolvedModel }> {
+  const resolved = await resolveModel(ref, { kind: ["classifier", "energy-head"], base });
+  const e = resolved.entry;
+  const conventions = opts.conventions ??
+    (e?.kind === "classifier"
+      ? { mean: e.input.mean, std: e.input.std, range: e.input.range, layout: e.input.layout }
+      : undefined);
+  const classifier = await loadEnergyClassifier(resolved.bytes, {
+    conventions,
+    provider: opts.provider,
+    intraOpThreads: opts.threads,
+    batch: opts.batch,
+  });
+  return { classifier, resolved };
+}

@@ -1,0 +1,418 @@
+/**
+ * Task `guide`: class-conditional samples from an unconditional denoiser guided by a classifier's
+ * energies (METHOD.md §4, Alg 6).
+ *   deno task guide --model <denoiser> --classifier <head or classifier> --class <name|index|all>
+ *     --direction logp|joint|dual|pgd --scale s --schedule <spec> --steps 100 --eta 0.5
+ *     --seeds 0-63 --out <dir> [--evaluator <classifier>] [--trajectory]
+ * Writes <out>/images/<class>/<seed>.png, <out>/grid.png (one row per class), per-class grids,
+ * <out>/run.json (with the evaluator's target accuracy when given).
+ * @module
+ */
+import { CIFAR10_CLASSES } from "../lib/data/cifar10.ts";
+import { type Accumulate, directionFromFlags } from "../lib/guidance/directions.ts";
+import { type GuidanceStepInfo, guided } from "../lib/guidance/guided.ts";
+import { formatStrength, parseStrength, type StrengthSchedule } from "../lib/guidance/strength.ts";
+import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
+import { progress } from "../lib/progress.ts";
+import { parseSeeds, RNG_ID } from "../lib/random.ts";
+import { loadOnnx } from "../lib/runtime/session.ts";
+import { sample, type SamplerConfig } from "../lib/sampler/loop.ts";
+import { scheduleFromSpec } from "../lib/schedule.ts";
+import type { Spacing } from "../lib/timesteps.ts";
+import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
+import { writeGrid, writeImageFiles, writeJsonAtomic } from "../lib/io/outputs.ts";
+import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
+import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
+import { readEnergyStats } from "./energy_stats.ts";
+import { DEFAULT_SCHEDULE } from "./sample.ts";
+
+const FLAGS = {
+  model: { type: "string" },
+  classifier: { type: "string" },
+  class: { type: "string" },
+  direction: { type: "string" },
+  scale: { type: "string" },
+  schedule: { type: "string" },
+  activation: { type: "string" },
+  lambda: { type: "string" },
+  stats: { type: "string" },
+  "pgd-steps": { type: "string" },
+  "pgd-gamma": { type: "string" },
+  "pgd-literal": { type: "boolean" },
+  accumulate: { type: "string" },
+  point: { type: "string" },
+  form: { type: "string" },
+  "clip-grad": { type: "string" },
+  steps: { type: "string" },
+  eta: { type: "string" },
+  sampler: { type: "string" },
+  spacing: { type: "string" },
+  clip: { type: "string" },
+  seeds: { type: "string" },
+  batch: { type: "string" },
+  out: { type: "string" },
+  evaluator: { type: "string" },
+  trajectory: { type: "boolean" },
+  mean: { type: "string" },
+  std: { type: "string" },
+  range: { type: "string" },
+  layout: { type: "string" },
+  provider: { type: "string" },
+  threads: { type: "string" },
+  weights: { type: "string" },
+  help: { type: "boolean" },
+} as const;
+
+/** Usage text of `guide`. */
+export const GUIDE_USAGE = `deno task guide [flags]
+  --model <id|path>        denoiser (default: the manifest's default denoiser)
+  --classifier <id|path>   guiding classifier or energy head (default: the manifest's default classifier)
+  --class <name|index|all> requested class (default all: one row of the grid per class)
+  --direction logp|joint|dual|pgd   guidance direction (default joint, §4.6)
+  --scale <s>              strength s (default 10)
+  --schedule <spec>        w(t): sqrt | power:p | sigmoid:y0,t0,k | two-phase:s1,s2[,switch] | linear | constant
+  --activation <f>         guidance off for the first fraction f of the steps (default 0; §4.3)
+  --lambda <l> --stats <energy-stats.json>   dual guidance (§4.8; default lambda 0.15)
+  --pgd-steps <n> --pgd-gamma <g> [--pgd-literal]   pgd guidance (§4.9, Alg 8; default 5, 0.1)
+  --accumulate <n,alpha>   sum the direction over n points (§4.3)
+  --point xt|x0            where the classifier looks: x_t (thesis) or x0_hat (MPGD-style)
+  --form eps|mean-shift    Alg 6 eps shift, or Dhariwal-Nichol mean shift (--sampler ddpm)
+  --clip-grad <c>          per-image max L2 norm of the direction
+  --sampler ddim|ddpm --steps 100 --eta 0.5 --spacing leading --clip true|false
+  --seeds <list>           per-image seeds, the same for every class (default 0-7)
+  --evaluator <id|path>    independent classifier: target accuracy of the samples
+  --trajectory             step grids of the first class's images (Fig 4.8)
+  --out <dir> --batch <n> --provider auto|cpu|cuda --threads <n> --weights <dir|url>
+  --mean r,g,b --std r,g,b --range 01|pm1 --layout nchw|nhwc   conventions of a raw classifier path`;
+
+/** Parses --class into class indices. */
+export function parseClasses(raw: string | undefined, names: readonly string[]): number[] {
+  if (raw === undefined || raw === "all") return names.map((_, i) => i);
+  return raw.split(",").map((part) => {
+    const p = part.trim();
+    if (/^\d+$/.test(p)) {
+      const k = Number(p);
+      if (k >= names.length) {
+        throw new UsageError(
+          `--class ${p} is out of range: indices are 0..${names.length - 1} (${names.join(", ")})`,
+        );
+      }
+      return k;
+    }
+    const k = names.indexOf(p.toLowerCase());
+    if (k < 0) {
+      throw new UsageError(
+        `--class '${p}' is not a class name; use one of ${names.join(", ")}, an index, or all`,
+      );
+    }
+    return k;
+  });
+}
+
+function parseAccumulate(raw: string | undefined): Accumulate | undefined {
+  if (raw === undefined) return undefined;
+  const m = /^(\d+),([0-9.eE+-]+)$/.exec(raw.trim());
+  if (!m || !(Number(m[1]) >= 1) || !Number.isFinite(Number(m[2]))) {
+    throw new UsageError(`--accumulate '${raw}' is invalid: write n,alpha, e.g. 3,0.05`);
+  }
+  return { n: Number(m[1]), alpha: Number(m[2]) };
+}
+
+/** Quantises diffusion-space images as the PNGs store them, into [0, 1]. */
+function asWrittenX01(x: Float32Array): Float32Array {
+  return Float32Array.from(x, (v) => Math.round(Math.min(1, Math.max(0, (v + 1) / 2)) * 255) / 255);
+}
+
+/**
+ * How a classifier labels the samples: the share assigned to the requested class (target
+ * accuracy), per requested class, and the histogram of predicted classes per requested class.
+ */
+export function scoreLogits(logits: Float32Array, labels: readonly number[], K: number) {
+  const n = labels.length;
+  const hits = new Float64Array(K), counts = new Float64Array(K);
+  const histogram = Array.from({ length: K }, () => new Array<number>(K).fill(0));
+  for (let i = 0; i < n; i++) {
+    const row = logits.subarray(i * K, (i + 1) * K);
+    const pred = row.indexOf(Math.max(...row));
+    counts[labels[i]]++;
+    histogram[labels[i]][pred]++;
+    if (pred === labels[i]) hits[labels[i]]++;
+  }
+  return {
+    accuracy: hits.reduce((a, b) => a + b) / n,
+    perClass: Array.from(counts, (c, k) => c ? hits[k] / c : null),
+    histogram,
+  };
+}
+
+/** Runs `guide`. */
+export async function guideTask(args: string[]): Promise<void> {
+  const f = parseFlags("guide", args, FLAGS);
+  if (f.help) {
+    console.log(GUIDE_USAGE);
+    return;
+  }
+  const base = weightsBaseFrom(f.weights);
+  const provider = choiceFlag("provider", f.provider, ["auto", "cpu", "cuda"] as const, "auto");
+  const threads = f.threads === undefined
+    ? undefined
+    : numberFlag("threads", f.threads, 0, { int: true, min: 1 });
+  // --- validate everything before any model runs ---
+  const strength: StrengthSchedule = {
+    spec: parseStrength(f.schedule ?? "sqrt"),
+    activation: numberFlag("activation", f.activation, 0, { min: 0, max: 1 }),
+  };
+  const scale = numberFlag("scale", f.scale, 10);
+  let seeds: number[];
+  try {
+    seeds = parseSeeds(f.seeds ?? "0-7");
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const accumulate = parseAccumulate(f.accumulate);
+  const point = choiceFlag("point", f.point, ["xt", "x0"] as const, "xt");
+  const form = choiceFlag("form", f.form, ["eps", "mean-shift"] as const, "eps");
+  const sampler = choiceFlag("sampler", f.sampler, ["ddim", "ddpm"] as const, "ddim");
+  if (form === "mean-shift" && sampler !== "ddpm") {
+    throw new UsageError(
+      `--form mean-shift shifts the DDPM posterior mean; use it with --sampler ddpm`,
+    );
+  }
+  const clipGradNorm = f["clip-grad"] === undefined
+    ? undefined
+    : numberFlag("clip-grad", f["clip-grad"], 0, { min: 1e-12 });
+  const modelRef = f.model ?? await defaultModel("denoiser", base);
+  const clfRef = f.classifier ?? await defaultModel("classifier", base);
+  const resolved = await resolveModel(modelRef, { kind: "denoiser", base });
+  const spec = resolved.entry?.schedule ?? DEFAULT_SCHEDULE;
+  const schedule = scheduleFromSpec(spec);
+  const [c, h, w] = resolved.entry?.input.shape ?? [3, 32, 32];
+  const { classifier, resolved: clfResolved } = await loadClassifierRef(clfRef, base, {
+    conventions: conventionsFromFlags(f),
+    provider,
+    threads,
+  });
+  const names = resolvedClassNames(clfResolved.entry?.classes, classifier.numClasses);
+  const classes = parseClasses(f.class, names);
+  const kind = f.direction ?? "joint";
+  let eStar: number[] | undefined;
+  const statsPath = f.stats ??
+    (clfResolved.entry?.stats ? new URL(clfResolved.entry.stats, base).pathname : undefined);
+  if (statsPath !== undefined) {
+    eStar = (await readEnergyStats(statsPath, classifier.numClasses)).eStar;
+  }
+  let direction;
+  try {
+    direction = directionFromFlags(kind, {
+      lambda: f.lambda === undefined ? undefined : numberFlag("lambda", f.lambda, 0.15, { min: 0 }),
+      eStar,
+      pgdSteps: f["pgd-steps"] === undefined
+        ? undefined
+        : numberFlag("pgd-steps", f["pgd-steps"], 5, { int: true, min: 0 }),
+      gamma: f["pgd-gamma"] === undefined
+        ? undefined
+        : numberFlag("pgd-gamma", f["pgd-gamma"], 0.1, { min: 0 }),
+      literal: f["pgd-literal"],
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const evaluatorRef = f.evaluator;
+  const evaluator = evaluatorRef === undefined
+    ? undefined
+    : (await loadClassifierRef(evaluatorRef, base, { provider, threads })).classifier;
+  if (evaluator && evaluator.numClasses !== classifier.numClasses) {
+    throw new UsageError(
+      `--evaluator ${evaluatorRef} has ${evaluator.numClasses} classes, the guide has ${classifier.numClasses}`,
+    );
+  }
+  // --- the run: every class gets the same seeds, so rows share their starting noise ---
+  const labels = classes.flatMap((k) => seeds.map(() => k));
+  const runSeeds = classes.flatMap(() => seeds);
+  const config: SamplerConfig = {
+    sampler,
+    schedule,
+    steps: numberFlag("steps", f.steps, sampler === "ddpm" ? schedule.T : 100, {
+      int: true,
+      min: 1,
+      max: schedule.T,
+    }),
+    eta: numberFlag("eta", f.eta, 0.5, { min: 0 }),
+    spacing: choiceFlag(
+      "spacing",
+      f.spacing,
+      ["leading", "trailing", "linspace"] as const,
+      "leading",
+    ) as Spacing,
+    variance: "fixed_small",
+    clip: choiceFlag(
+      "clip",
+      f.clip,
+      ["true", "false"] as const,
+      (spec.clip_sample ?? true) ? "true" : "false",
+    ) === "true",
+    seeds: runSeeds,
+    shape: { c, h, w },
+    batchSize: numberFlag("batch", f.batch, 16, { int: true, min: 1 }),
+  };
+  if (sampler === "ddpm" && config.steps !== schedule.T) {
+    throw new UsageError(
+      `the DDPM sampler runs all ${schedule.T} steps, not --steps ${config.steps}; drop --steps`,
+    );
+  }
+  const out = f.out ?? "out/guide";
+  const model = await loadOnnx(resolved.bytes, { provider, intraOpThreads: threads });
+  if (model.providerNote) console.error(`note: ${model.providerNote}`);
+  const energySums = new Float64Array(labels.length * 2); // final-step energies per image
+  const gradNormSum = { sum: 0, count: 0 };
+  const den = guided(onnxDenoiser(model, config.batchSize), {
+    classifier,
+    direction,
+    accumulate,
+    scale,
+    strength,
+    labels,
+    point,
+    form,
+    clipGradNorm,
+    onStep: (info: GuidanceStepInfo) => {
+      info.gradNorm.forEach((g) => (gradNormSum.sum += g, gradNormSum.count++));
+      if (info.energyXY.length) {
+        info.items.forEach((item, k) => {
+          energySums[item * 2] = info.energyXY[k];
+          energySums[item * 2 + 1] = info.energyX[k];
+        });
+      }
+    },
+  });
+  const steps = sampler === "ddpm" ? schedule.T : config.steps;
+  console.error(
+    `guide: ${classes.length} classes x ${seeds.length} seeds, ${direction.kind} s=${scale} ` +
+      `${
+        formatStrength(strength.spec)
+      }, ${sampler} ${steps} steps, model ${modelRef}, classifier ${clfRef}`,
+  );
+  const tick = progress("guide", Math.ceil(runSeeds.length / config.batchSize) * steps, "steps");
+  let done = 0;
+  const per = c * h * w;
+  const trajRows = Math.min(8, seeds.length), trajCols = 10;
+  const trajPick = Array.from(
+    { length: trajCols },
+    (_, i) => Math.round(i * (steps - 1) / (trajCols - 1)),
+  );
+  const traj = f.trajectory ? new Float32Array(trajRows * trajCols * per) : undefined;
+  const t0 = performance.now();
+  const images = await sample(den, config, {
+    onStep: (ev) => {
+      tick(++done);
+      const col = trajPick.indexOf(ev.stepIndex);
+      if (!traj || col < 0) return;
+      ev.items.forEach((item, k) => {
+        if (item < trajRows) {
+          traj.set(ev.x.subarray(k * per, (k + 1) * per), (item * trajCols + col) * per);
+        }
+      });
+    },
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  // --- evaluation on the images as written ---
+  const finalEnergies = await classifier.forward(asWrittenX01(images), labels.length, labels);
+  const histo = (h: number[][]) => Object.fromEntries(classes.map((k) => [names[k], h[k]]));
+  const meanBy = (arr: Float32Array) =>
+    classes.map((k) => {
+      let s = 0, m = 0;
+      labels.forEach((l, i) => l === k && (s += arr[i], m++));
+      return s / m;
+    });
+  const written = asWrittenX01(images);
+  const evaluation = evaluator
+    ? scoreLogits(
+      (await evaluator.forward(written, labels.length, labels)).logits,
+      labels,
+      evaluator.numClasses,
+    )
+    : undefined;
+  const guideScore = scoreLogits(finalEnergies.logits, labels, classifier.numClasses);
+  // --- outputs ---
+  for (const [ci, k] of classes.entries()) {
+    const slice = images.subarray(ci * seeds.length * per, (ci + 1) * seeds.length * per);
+    await writeImageFiles(`${out}/images/${names[k]}`, slice, seeds, { c, h, w }, "pm1");
+    await writeGrid(`${out}/grid_${names[k]}.png`, slice, seeds.length, { c, h, w }, "pm1");
+  }
+  await writeGrid(`${out}/grid.png`, images, labels.length, { c, h, w }, "pm1", seeds.length);
+  if (traj) {
+    await writeGrid(
+      `${out}/trajectory.png`,
+      traj,
+      trajRows * trajCols,
+      { c, h, w },
+      "pm1",
+      trajCols,
+    );
+  }
+  const result = {
+    task: "guide",
+    model: { ref: modelRef, id: resolved.id, sha256: resolved.sha256 },
+    classifier: { ref: clfRef, id: clfResolved.id, sha256: clfResolved.sha256 },
+    evaluator: evaluatorRef,
+    config: {
+      classes: classes.map((k) => names[k]),
+      direction,
+      accumulate,
+      scale,
+      schedule: formatStrength(strength.spec),
+      activation: strength.activation,
+      point,
+      form,
+      clipGradNorm,
+      sampler,
+      steps,
+      eta: config.eta,
+      spacing: config.spacing,
+      clip: config.clip,
+      seeds: f.seeds ?? "0-7",
+      batch: config.batchSize,
+      noiseSchedule: { ...spec, name: schedule.name },
+    },
+    results: {
+      targetAccuracy: evaluation?.accuracy,
+      targetAccuracyPerClass: evaluation
+        ? Object.fromEntries(classes.map((k) => [names[k], evaluation.perClass[k]]))
+        : undefined,
+      evaluatorHistogram: evaluation ? histo(evaluation.histogram) : undefined,
+      guideAccuracy: guideScore.accuracy,
+      guideHistogram: histo(guideScore.histogram),
+      meanEnergyX: Object.fromEntries(
+        classes.map((k, i) => [names[k], meanBy(finalEnergies.energyX)[i]]),
+      ),
+      meanEnergyXY: Object.fromEntries(
+        classes.map((k, i) => [names[k], meanBy(finalEnergies.energyXY)[i]]),
+      ),
+      stats: statsPath,
+      eStar: eStar ? Object.fromEntries(classes.map((k) => [names[k], eStar![k]])) : undefined,
+      meanGuidanceGradNorm: gradNormSum.count ? gradNormSum.sum / gradNormSum.count : 0,
+    },
+    rng: RNG_ID,
+    provider: model.provider,
+    providerNote: model.providerNote,
+    versions: { ...versions(), "onnxruntime-node": "1.30.0" },
+    seconds,
+    imagesPerSecond: labels.length / seconds,
+  };
+  await writeJsonAtomic(`${out}/run.json`, result);
+  const acc = evaluation
+    ? `, target accuracy ${(evaluation.accuracy * 100).toFixed(1)}% (${evaluatorRef})`
+    : "";
+  console.error(
+    `guide: wrote ${labels.length} images to ${out} in ${seconds.toFixed(1)}s` +
+      `; the guide itself assigns ${
+        (result.results.guideAccuracy * 100).toFixed(1)
+      }% to the requested class${acc}`,
+  );
+}
+
+function resolvedClassNames(names: string[] | undefined, k: number): string[] {
+  if (names && names.length === k) return names;
+  if (k === CIFAR10_CLASSES.length) return [...CIFAR10_CLASSES];
+  return Array.from({ length: k }, (_, i) => `class${i}`);
+}

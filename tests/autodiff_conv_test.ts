@@ -1,0 +1,333 @@
+// appendVjp for convolutions, batch norm and pooling, against central finite differences
+// (tests/_vjp_check.ts). ORT's CPU Conv, ConvTranspose, AveragePool and GlobalAveragePool are
+// float32-only, so those run in float32 (step 1e-2, tolerance 1e-2 relative; they are linear in
+// x, so only float32 rounding enters); BatchNormalization and MaxPool run in float64 (1e-6).
+import fc from "fast-check";
+import { float, type GraphBuilder } from "../lib/onnx/builder.ts";
+import { DataType } from "../lib/onnx/proto.ts";
+import { property, randomConst, seedArb } from "./_vjp_arbitraries.ts";
+import { checkVjp, distinctValues } from "./_vjp_check.ts";
+
+const F = DataType.FLOAT, D = DataType.DOUBLE;
+const pair = (min: number, max: number) =>
+  fc.tuple(fc.integer({ min, max }), fc.integer({ min, max }));
+const quad = (min: number, max: number) =>
+  fc.tuple(
+    fc.integer({ min, max }),
+    fc.integer({ min, max }),
+    fc.integer({ min, max }),
+    fc.integer({ min, max }),
+  );
+
+/** Keeps the first `n` spatial entries of per-axis pairs and the matching pads. */
+function spatial<T>(v: readonly T[], n: number): T[] {
+  return v.slice(0, n);
+}
+function padsOf(p: readonly number[], n: number): number[] {
+  return [...p.slice(0, n), ...p.slice(2, 2 + n)];
+}
+
+const convCase = fc.record({
+  nsp: fc.constantFrom(1, 2),
+  batch: fc.integer({ min: 1, max: 2 }),
+  groups: fc.integer({ min: 1, max: 2 }),
+  cinPer: fc.integer({ min: 1, max: 2 }),
+  coutPer: fc.integer({ min: 1, max: 2 }),
+  k: pair(1, 3),
+  s: pair(1, 3),
+  d: pair(1, 2),
+  p: quad(0, 2),
+  autoPad: fc.constantFrom("NOTSET", "NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"),
+  size: pair(3, 8),
+  bias: fc.boolean(),
+  kernelAttr: fc.boolean(),
+  opset: fc.constantFrom(9, 11, 17),
+  seed: seedArb,
+}).map((c) => ({
+  ...c,
+  // ORT's Conv refuses dilations with auto_pad SAME_*.
+  d: c.autoPad.startsWith("SAME") ? [1, 1] as [number, number] : c.d,
+})).filter((c) =>
+  spatial(c.size, c.nsp).every((h, i) => {
+    const extent = (c.k[i] - 1) * c.d[i] + 1;
+    if (c.autoPad === "VALID") return h >= extent;
+    if (c.autoPad === "NOTSET") return h + c.p[i] + c.p[i + 2] >= extent;
+    return true;
+  })
+);
+
+property(
+  "vjp: Conv with strides, pads, auto_pad, dilations, groups, bias (float32)",
+  convCase,
+  (c) => {
+    const n = c.nsp;
+    const cin = c.groups * c.cinPer, cout = c.groups * c.coutPer;
+    const kernel = spatial(c.k, n);
+    return checkVjp({
+      build: (b, x) => {
+        const w = randomConst(b, [cout, c.cinPer, ...kernel], c.seed, F);
+        const inputs = c.bias ? [x, w, randomConst(b, [cout], c.seed + 1, F)] : [x, w];
+        return b.node("Conv", inputs, {
+          kernel_shape: c.kernelAttr ? kernel : undefined,
+          strides: spatial(c.s, n),
+          dilations: spatial(c.d, n),
+          group: c.groups,
+          auto_pad: c.autoPad === "NOTSET" ? undefined : c.autoPad,
+          pads: c.autoPad === "NOTSET" ? padsOf(c.p, n) : undefined,
+        });
+      },
+      xDims: [c.batch, cin, ...spatial(c.size, n)],
+      precision: "float",
+      opset: c.opset,
+      seed: c.seed,
+    }, `Conv ${JSON.stringify(c)}`);
+  },
+);
+
+const convTransposeCase = fc.record({
+  nsp: fc.constantFrom(1, 2),
+  batch: fc.integer({ min: 1, max: 2 }),
+  groups: fc.integer({ min: 1, max: 2 }),
+  cinPer: fc.integer({ min: 1, max: 2 }),
+  coutPer: fc.integer({ min: 1, max: 2 }),
+  k: pair(1, 3),
+  s: pair(1, 3),
+  d: pair(1, 2),
+  p: quad(0, 2),
+  op: pair(0, 2),
+  size: pair(2, 5),
+  valid: fc.boolean(),
+  opset: fc.constantFrom(9, 11, 17),
+  seed: seedArb,
+}).map((c) => ({
+  ...c,
+  // ORT wants output_padding below the stride.
+  op: c.op.map((o, i) => o % c.s[i]) as [number, number],
+})).filter((c) =>
+  spatial(c.size, c.nsp).every((h, i) =>
+    c.s[i] * (h - 1) + c.op[i] + (c.k[i] - 1) * c.d[i] + 1 - (c.valid ? 0 : c.p[i] + c.p[i + 2]) >=
+      1
+  )
+);
+
+property(
+  "vjp: ConvTranspose with strides, pads, output_padding, dilations, groups (float32)",
+  convTransposeCase,
+  (c) => {
+    const n = c.nsp;
+    const cin = c.groups * c.cinPer;
+    const kernel = spatial(c.k, n);
+    return checkVjp({
+      build: (b, x) =>
+        b.node("ConvTranspose", [x, randomConst(b, [cin, c.coutPer, ...kernel], c.seed, F)], {
+          strides: spatial(c.s, n),
+          dilations: spatial(c.d, n),
+          group: c.groups,
+          output_padding: spatial(c.op, n),
+          pads: c.valid ? undefined : padsOf(c.p, n),
+          auto_pad: c.valid ? "VALID" : undefined,
+        }),
+      xDims: [c.batch, cin, ...spatial(c.size, n)],
+      precision: "float",
+      opset: c.opset,
+      seed: c.seed,
+    }, `ConvTranspose ${JSON.stringify(c)}`);
+  },
+);
+
+property(
+  "vjp: inference BatchNormalization (opsets 9, 14, 15, 17; rank 2-4) (float64)",
+  fc.record({
+    opset: fc.constantFrom(9, 14, 15, 17),
+    dims: fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 2, maxLength: 4 }),
+    eps: fc.double({ min: 1e-5, max: 0.5, noNaN: true }),
+    seed: seedArb,
+  }),
+  ({ opset, dims, eps, seed }) => {
+    const C = dims[1];
+    return checkVjp({
+      build: (b, x) => {
+        const variance = b.constant(
+          "var",
+          [C],
+          Float64Array.from({ length: C }, (_, i) => 0.2 + i),
+        );
+        const params = [0, 1, 2].map((i) => randomConst(b, [C], seed + i, D));
+        return b.node("BatchNormalization", [x, params[0], params[1], params[2], variance], {
+          epsilon: float(eps),
+        });
+      },
+      xDims: dims,
+      precision: "double",
+      opset,
+      seed,
+    }, `BatchNormalization@${opset}`);
+  },
+);
+
+const poolCase: fc.Arbitrary<PoolCase> = fc.record({
+  nsp: fc.constantFrom(1, 2),
+  nc: pair(1, 2),
+  k: pair(1, 3),
+  s: pair(1, 3),
+  d: pair(1, 2),
+  p: quad(0, 2),
+  autoPad: fc.constantFrom("NOTSET", "NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"),
+  ceil: fc.integer({ min: 0, max: 1 }),
+  size: pair(3, 7),
+  seed: seedArb,
+}).map((c) => ({
+  ...c,
+  p: c.p.map((v, i) => v % c.k[i % 2]) as [number, number, number, number], // pads < kernel
+}));
+
+type PoolCase = {
+  nsp: number;
+  nc: [number, number];
+  k: [number, number];
+  s: [number, number];
+  d: [number, number];
+  p: [number, number, number, number];
+  autoPad: string;
+  ceil: number;
+  size: [number, number];
+  seed: number;
+};
+
+/** Pool attributes for the opset (ceil_mode from 10, dilations for MaxPool from 10, AveragePool from 19). */
+function poolAttrs(c: PoolCase, opset: number, dilations: boolean) {
+  const n = c.nsp;
+  return {
+    kernel_shape: spatial(c.k, n),
+    strides: spatial(c.s, n),
+    dilations: dilations ? spatial(c.d, n) : undefined,
+    ceil_mode: opset >= 10 ? c.ceil : undefined,
+    auto_pad: c.autoPad === "NOTSET" ? undefined : c.autoPad,
+    pads: c.autoPad === "NOTSET" ? padsOf(c.p, n) : undefined,
+  };
+}
+
+/**
+ * Whether ORT handles the case consistently: the window fits, ceil_mode's last window starts
+ * inside the input or begin pad (ONNX shape inference and the kernel disagree otherwise), and no
+ * dilation with auto_pad SAME_* (same disagreement).
+ */
+function poolFits(c: PoolCase, dilated: boolean): boolean {
+  if (dilated && c.autoPad.startsWith("SAME") && spatial(c.d, c.nsp).some((d) => d > 1)) {
+    return false;
+  }
+  return spatial(c.size, c.nsp).every((h, i) => {
+    const extent = (c.k[i] - 1) * (dilated ? c.d[i] : 1) + 1;
+    // ORT's pools fail on SAME_* when the spec's total padding would be negative (k < s).
+    if (c.autoPad.startsWith("SAME")) {
+      return h >= extent && (Math.ceil(h / c.s[i]) - 1) * c.s[i] + extent >= h;
+    }
+    const [begin, end] = c.autoPad === "VALID" ? [0, 0] : [c.p[i], c.p[i + 2]];
+    const padded = h + begin + end;
+    if (padded < extent) return false;
+    const out = Math.ceil((padded - extent) / c.s[i]) + 1;
+    return !c.ceil || (out - 1) * c.s[i] < h + begin;
+  });
+}
+
+property(
+  "vjp: MaxPool, overlapping windows, pads, dilations, ceil_mode, auto_pad (float64)",
+  fc.record({ c: poolCase, opset: fc.constantFrom(9, 11, 12, 17) }).filter(({ c, opset }) =>
+    poolFits(c, opset >= 10)
+  ),
+  ({ c, opset }) =>
+    checkVjp({
+      build: (b: GraphBuilder, x: string) =>
+        b.node("MaxPool", [x], poolAttrs(c, opset, opset >= 10)),
+      xDims: [...c.nc, ...spatial(c.size, c.nsp)],
+      precision: "double",
+      opset,
+      seed: c.seed,
+      sample: distinctValues,
+    }, `MaxPool@${opset} ${JSON.stringify(c)}`),
+);
+
+property(
+  "vjp: AveragePool, count_include_pad 0/1, pads, ceil_mode, auto_pad, dilations at 19 (float32)",
+  fc.record({
+    c: poolCase,
+    opset: fc.constantFrom(9, 11, 17, 19),
+    countPad: fc.integer({ min: 0, max: 1 }),
+  })
+    .filter(({ c, opset }) => poolFits(c, opset >= 19)),
+  ({ c, opset, countPad }) =>
+    checkVjp({
+      build: (b: GraphBuilder, x: string) =>
+        b.node("AveragePool", [x], {
+          ...poolAttrs(c, opset, opset >= 19),
+          count_include_pad: countPad,
+        }),
+      xDims: [...c.nc, ...spatial(c.size, c.nsp)],
+      precision: "float",
+      opset,
+      seed: c.seed,
+    }, `AveragePool@${opset} count_include_pad=${countPad} ${JSON.stringify(c)}`),
+);
+
+property(
+  "vjp: GlobalAveragePool (float32)",
+  fc.record({
+    dims: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 3, maxLength: 4 }),
+    seed: seedArb,
+  }),
+  ({ dims, seed }) =>
+    checkVjp({
+      build: (b, x) => b.node("GlobalAveragePool", [x]),
+      xDims: dims,
+      precision: "float",
+      seed,
+    }, "GlobalAveragePool"),
+);
+
+property(
+  "vjp: a residual block at opset 9: Conv-BN-Relu-MaxPool-Conv + skip, Relu, pool, Flatten, Gemm (float32)",
+  fc.record({ batch: fc.integer({ min: 1, max: 2 }), seed: seedArb }),
+  ({ batch, seed }) =>
+    checkVjp({
+      build: (b, x) => {
+        const c1 = b.node("Conv", [
+          x,
+          randomConst(b, [4, 3, 3, 3], seed, F),
+          randomConst(b, [4], seed + 1, F),
+        ], {
+          pads: [1, 1, 1, 1],
+          strides: [2, 2],
+        });
+        const bn = b.node("BatchNormalization", [
+          c1,
+          ...[2, 3, 4].map((i) => randomConst(b, [4], seed + i, F)),
+          b.f32("v", [1, 2, 0.5, 3]),
+        ]);
+        const r1 = b.node("Relu", [bn]);
+        const mp = b.node("MaxPool", [r1], {
+          kernel_shape: [2, 2],
+          strides: [1, 1],
+          pads: [0, 0, 1, 1],
+        });
+        const c2 = b.node("Conv", [mp, randomConst(b, [4, 4, 3, 3], seed + 5, F)], {
+          pads: [1, 1, 1, 1],
+        });
+        const r2 = b.node("Relu", [b.node("Add", [c2, r1])]);
+        const flat = b.node("Flatten", [b.node("GlobalAveragePool", [r2])], { axis: 1 });
+        return b.node("Gemm", [
+          flat,
+          randomConst(b, [3, 4], seed + 6, F),
+          randomConst(b, [3], seed + 7, F),
+        ], { transB: 1 });
+      },
+      xDims: [batch, 3, 6, 6],
+      precision: "float",
+      opset: 9,
+      seed,
+      directions: 3,
+      // Piecewise linear: a small step so that few Relu/MaxPool switches fall inside it.
+      eps: 1e-3,
+      tol: 2e-2,
+      kinks: true,
+    }, "residual block"),
+);
