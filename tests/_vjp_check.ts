@@ -6,16 +6,19 @@ import assert from "node:assert/strict";
 import * as ort from "onnxruntime-node";
 import { appendVjp } from "../lib/autodiff/vjp.ts";
 import { GraphBuilder } from "../lib/onnx/builder.ts";
-import { DataType } from "../lib/onnx/proto.ts";
+import { DataType, type ModelProto } from "../lib/onnx/proto.ts";
 import { RandomStream } from "../lib/random.ts";
 
 /** float64 graphs (ORT double kernels) or float32 ones (ops with float-only kernels). */
 export type Precision = "double" | "float";
 
 /**
- * Per precision: FD step and the tolerance on |fd - ad| / scale, scale = max(|ad|, |g| |v| / sqrt(n)).
- * double: step 1e-6 (truncation ~1e-12, rounding ~1e-10 relative); float: step 1e-2, where the
- * O(eps^2) truncation of smooth ops and float32 rounding stay well under the 1e-2 tolerance.
+ * Per precision: FD step, tolerance and unit roundoff. A direction passes when
+ * |fd - ad| <= tol * scale + noise, scale = max(|ad|, |g| |v| / sqrt(n)) (the typical size of a
+ * directional derivative, so a near-zero one by chance does not inflate the error) and
+ * noise = 16 unit sum|w y| / eps (what rounding of L lets a difference quotient resolve).
+ * double: step 1e-6 (truncation ~1e-12, rounding ~1e-10 relative), tol 1e-6; float: step 1e-2,
+ * tol 1e-2: the O(eps^2) truncation of smooth ops and float32 rounding stay well under it.
  */
 export const FD = {
   double: { eps: 1e-6, tol: 1e-6, unit: 2 ** -53 },
@@ -44,6 +47,8 @@ export interface VjpCase {
    * gradient does not.
    */
   kinks?: boolean;
+  /** Differentiate an existing model: `build` then receives its builder and input `input`. */
+  from?: { model: ModelProto; input: string };
 }
 
 /** Result of one case, for messages. */
@@ -85,27 +90,30 @@ export function appendWeights(
   const n = b.node("Cast", [b.node("Size", [y])], { to: elem });
   const iota = b.node("Range", [scalar(0), n, scalar(1)]);
   const phase = b.node("Add", [b.node("Mul", [iota, scalar(a)]), scalar(c)]);
-  return b.node("Reshape", [b.node("Sin", [phase]), b.node("Shape", [y])]);
+  // allowzero (valid once appendVjp raises the opset): empty outputs keep their empty axes.
+  return b.node("Reshape", [b.node("Sin", [phase]), b.node("Shape", [y])], { allowzero: 1 });
 }
 
 /** Builds the case's graph: outputs y = f(x), the weights w and the gradient of sum(w y). */
-export function buildCase(c: VjpCase, rng: RandomStream): Uint8Array {
+export function buildCase(c: VjpCase, rng: RandomStream): { bytes: Uint8Array; input: string } {
   const elem = c.precision === "double" ? DataType.DOUBLE : DataType.FLOAT;
-  const b = new GraphBuilder({ opset: c.opset ?? 17 });
-  const x = b.input("x", elem, c.xDims);
+  const b = c.from
+    ? GraphBuilder.fromModel(c.from.model)
+    : new GraphBuilder({ opset: c.opset ?? 17 });
+  const x = c.from ? c.from.input : b.input("x", elem, c.xDims);
   const y = c.build(b, x);
   const w = appendWeights(b, y, 1.1 + 2 * rng.uniform(), 6 * rng.uniform(), elem);
   const g = appendVjp(b, y, w, x);
   b.output(y, elem, undefined, "vjp_check_y");
   b.output(w, elem, undefined, "vjp_check_w");
   b.output(g, elem, undefined, "vjp_check_g");
-  return b.toBytes();
+  return { bytes: b.toBytes(), input: x };
 }
 
 /** Runs one case and asserts the FD agreement; returns the relative errors. */
 export async function checkVjp(c: VjpCase, label = ""): Promise<VjpReport> {
   const rng = new RandomStream(c.seed);
-  const bytes = buildCase(c, rng);
+  const { bytes, input } = buildCase(c, rng);
   const session = await ort.InferenceSession.create(bytes, {
     intraOpNumThreads: 1,
     interOpNumThreads: 1,
@@ -116,7 +124,7 @@ export async function checkVjp(c: VjpCase, label = ""): Promise<VjpReport> {
   const type = c.precision === "double" ? "float64" : "float32";
   const run = async (x: Float64Array) => {
     const data = c.precision === "double" ? x : Float32Array.from(x);
-    const out = await session.run({ x: new ort.Tensor(type, data, [...c.xDims]) });
+    const out = await session.run({ [input]: new ort.Tensor(type, data, [...c.xDims]) });
     const y = out.vjp_check_y.data as Float64Array | Float32Array;
     const w = out.vjp_check_w.data as Float64Array | Float32Array;
     let L = 0, S = 0;

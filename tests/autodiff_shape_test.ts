@@ -16,7 +16,14 @@ const picks = (n: number) => fc.array(pick, { minLength: n, maxLength: n });
 property(
   "vjp: Flatten, Reshape, Squeeze, Unsqueeze (axes attribute before 13, input from 13), Transpose",
   fc.record({
-    op: fc.constantFrom("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "TransposeNoPerm"),
+    op: fc.constantFrom(
+      "Flatten",
+      "Reshape",
+      "Squeeze",
+      "Unsqueeze",
+      "Transpose",
+      "TransposeNoPerm",
+    ),
     opset: fc.constantFrom(9, 11, 13, 17),
     dims: shapeArb(1, 4),
     p: picks(4),
@@ -28,15 +35,24 @@ property(
       build: (b, x) => {
         const y = b.node("Mul", [x, x]); // a nonlinearity in front, so the cotangent is not w alone
         if (op === "Flatten") return b.node("Flatten", [y], { axis: p[0] % (r + 1) });
-        if (op === "Reshape") return b.node("Reshape", [y, ints(b, [-1, ...dims.slice(1).reverse().slice(0, p[0] % r)])]);
+        if (op === "Reshape") {
+          return b.node("Reshape", [
+            y,
+            ints(b, [-1, ...dims.slice(1).reverse().slice(0, p[0] % r)]),
+          ]);
+        }
         if (op === "Transpose") {
-          const perm = [...dims.keys()].sort((a, c) => ((a * 7 + p[1]) % 11) - ((c * 7 + p[1]) % 11));
+          const perm = [...dims.keys()].sort((a, c) =>
+            ((a * 7 + p[1]) % 11) - ((c * 7 + p[1]) % 11)
+          );
           return b.node("Transpose", [y], { perm });
         }
         if (op === "TransposeNoPerm") return b.node("Transpose", [y]);
         const axes = op === "Squeeze"
           ? [...dims.keys()].filter((i) => dims[i] === 1 && p[i] % 2 === 0)
-          : [p[0] % (r + 1), -1].filter((v, i, a) => a.indexOf(v) === i && !(v === r && a.includes(-1)));
+          : [p[0] % (r + 1), -1].filter((v, i, a) =>
+            a.indexOf(v) === i && !(v === r && a.includes(-1))
+          );
         const used = op === "Squeeze" && axes.length === 0 ? undefined : axes;
         if (opset < 13) return b.node(op, [y], { axes: used });
         return b.node(op, used ? [y, ints(b, used)] : [y]);
@@ -82,12 +98,16 @@ property(
     // Sizes summing to `size`, one to three parts.
     const parts = Math.min(size, 1 + (p[1] % 3));
     const cut1 = parts > 1 ? 1 + (p[2] % (size - parts + 1)) : size;
-    const sizes = parts === 1 ? [size] : parts === 2 ? [cut1, size - cut1] : [cut1, 1, size - cut1 - 1];
+    const sizes = parts === 1
+      ? [size]
+      : parts === 2
+      ? [cut1, size - cut1]
+      : [cut1, 1, size - cut1 - 1];
     const keep = sizes.map((_, i) => used[i] || i === parts - 1);
     return checkVjp({
       build: (b, x) => {
         let outs: string[];
-        if (opset >= 18 && p[3] % 2 === 0) {
+        if (opset >= 18 && p[3] % 2 === 0 && sizes.every((v) => v === sizes[0])) {
           outs = b.nodeN("Split", [x], { axis, num_outputs: parts }, { outputs: parts });
         } else if (opset >= 13) {
           outs = b.nodeN("Split", [x, ints(b, sizes)], { axis }, { outputs: parts });
@@ -135,7 +155,13 @@ property(
       build: (b, x) => {
         const y = b.node("Sin", [x]);
         if (opset < 10) return b.node("Slice", [y], { starts, ends, axes: useAxes });
-        return b.node("Slice", [y, ints(b, starts), ints(b, ends), ints(b, useAxes), ints(b, steps)]);
+        return b.node("Slice", [
+          y,
+          ints(b, starts),
+          ints(b, ends),
+          ints(b, useAxes),
+          ints(b, steps),
+        ]);
       },
       xDims: dims,
       precision: "double",
@@ -170,7 +196,9 @@ property(
         const y = b.node("Mul", [x, x]);
         if (opset < 11) return b.node("Pad", [y], { pads, mode, value: float(value) });
         const fill = mode === "constant" ? b.constant("v", [], Float64Array.of(value)) : "";
-        if (!useAxes) return b.node("Pad", [y, ints(b, pads), fill].filter((v) => v !== ""), { mode });
+        if (!useAxes) {
+          return b.node("Pad", [y, ints(b, pads), fill].filter((v) => v !== ""), { mode });
+        }
         // The same padding given per axis, listed in reverse order.
         const axes = [...Array(r).keys()].reverse();
         const perAxis = [...axes.map((a) => pads[a]), ...axes.map((a) => pads[a + r])];
@@ -207,11 +235,23 @@ property(
         if (op === "GatherElements") {
           const shape = dims.map((n, i) => (i === axis ? 1 + (p[1] % 4) : n));
           const count = shape.reduce((a, c) => a * c, 1);
-          const idx = b.constant("idx", shape, BigInt64Array.from({ length: count }, (_, k) => BigInt(index(k))));
+          const idx = b.constant(
+            "idx",
+            shape,
+            BigInt64Array.from({ length: count }, (_, k) => BigInt(index(k))),
+          );
           return b.node("GatherElements", [y, idx], { axis });
         }
-        if (op === "Tile") return b.node("Tile", [y, ints(b, dims.map((_, i) => 1 + ((p[i] + i) % 3)))]);
-        const target = [1 + (p[1] % 3), ...dims.map((n, i) => (n === 1 && p[i + 2] % 2 === 0 ? 3 : n))];
+        if (op === "Tile") {
+          return b.node("Tile", [
+            y,
+            ints(b, dims.map((_, i) => 1 + ((p[i] + i) % 3))),
+          ]);
+        }
+        const target = [
+          1 + (p[1] % 3),
+          ...dims.map((n, i) => (n === 1 && p[i + 2] % 2 === 0 ? 3 : n)),
+        ];
         return b.node("Expand", [y, ints(b, target)]);
       },
       xDims: dims,
@@ -223,7 +263,12 @@ property(
 
 property(
   "vjp: Identity and inference Dropout (ratio attribute before 12, input from 12, training_mode false)",
-  fc.record({ opset: fc.constantFrom(9, 10, 12, 13, 17), dims: shapeArb(1, 3), mask: fc.boolean(), seed: seedArb }),
+  fc.record({
+    opset: fc.constantFrom(9, 10, 12, 13, 17),
+    dims: shapeArb(1, 3),
+    mask: fc.boolean(),
+    seed: seedArb,
+  }),
   ({ opset, dims, mask, seed }) =>
     checkVjp({
       build: (b, x) => {
@@ -231,7 +276,16 @@ property(
         const outputs = mask ? 2 : 1;
         if (opset < 12) return b.nodeN("Dropout", [y], { ratio: float(0.3) }, { outputs })[0];
         const inputs = [y, b.constant("ratio", [], Float64Array.of(0.3))];
-        if (opset >= 13) inputs.push(b.constant("training", [], Uint8Array.of(0)));
+        if (opset >= 13) {
+          const training = b.fresh("training");
+          b.graph.initializer!.push({
+            name: training,
+            dims: [],
+            data_type: DataType.BOOL,
+            raw_data: Uint8Array.of(0),
+          });
+          inputs.push(training);
+        }
         return b.nodeN("Dropout", inputs, {}, { outputs })[0];
       },
       xDims: dims,

@@ -100,6 +100,14 @@ export function i64Fill(value: number): TensorProto {
   return makeTensor("value", [1], BigInt64Array.of(BigInt(value)));
 }
 
+/**
+ * `v` reshaped to Shape(like), with allowzero=1 (opset 14) so that a 0 in the shape means an
+ * empty axis, not "copy this axis from v".
+ */
+export function reshapeLike(b: GraphBuilder, v: string, like: string): string {
+  return b.node("Reshape", [v, b.node("Shape", [like])], { allowzero: 1 });
+}
+
 /** Sum of cotangent contributions (the value itself when there is one). */
 export function sumValues(b: GraphBuilder, values: readonly string[]): string {
   if (values.length === 0) throw new Error("sumValues: no values to add (internal error)");
@@ -125,13 +133,13 @@ export function unbroadcast(b: GraphBuilder, g: string, operand: string): string
   const mask = b.node("Equal", [padded, i64Const(b, 1, [])]);
   const axes = b.node("Reshape", [b.node("NonZero", [mask]), i64Const(b, [-1])]);
   const summed = b.node("ReduceSum", [g, axes], { keepdims: 1, noop_with_empty_axes: 1 });
-  return b.node("Reshape", [summed, sa]);
+  return b.node("Reshape", [summed, sa], { allowzero: 1 });
 }
 
 /** Positions 0..size-1 of `x`'s elements (int64), shaped like `x`: the index tensor ("iota"). */
 export function iotaLike(b: GraphBuilder, x: string): string {
   const range = b.node("Range", [i64Const(b, 0, []), b.node("Size", [x]), i64Const(b, 1, [])]);
-  return b.node("Reshape", [range, b.node("Shape", [x])]);
+  return reshapeLike(b, range, x);
 }
 
 /**
@@ -173,7 +181,7 @@ export function gatherAdjoint(
     i64Const(b, [0]),
     b.node("Reshape", [size, i64Const(b, [-1])]),
   ]);
-  return b.node("Reshape", [kept, b.node("Shape", [x])]);
+  return reshapeLike(b, kept, x);
 }
 
 /** Transposes the last two axes of a value of known rank `rank` (>= 2). */

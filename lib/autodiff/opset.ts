@@ -71,7 +71,7 @@ const REWRITES: ReadonlyArray<{ ops: readonly string[]; at: number; rewrite: Rew
   {
     ops: ["TopK"],
     at: 10,
-    rewrite: (b, n) => moveToInputs(b, n, [["k", (v) => i64Const(b, v as number[])]]),
+    rewrite: (b, n) => moveToInputs(b, n, [["k", (v) => i64Const(b, [v as number])]]),
   },
   { ops: ["Clip"], at: 11, rewrite: clipToInputs },
   { ops: ["Pad"], at: 11, rewrite: padToInputs },
@@ -105,7 +105,8 @@ export function upgradeOpset(b: GraphBuilder, target: number): void {
   }
   if (target > MAX_TARGET_OPSET || target < 15) {
     throw new Error(
-      `upgradeOpset target ${target} is outside the supported range 15..${MAX_TARGET_OPSET}`,
+      `upgradeOpset target ${target} is outside the supported range 15..${MAX_TARGET_OPSET}; ` +
+        `pass a target in that range (appendVjp uses ${BACKWARD_OPSET})`,
     );
   }
   const old = b.graph.node;
@@ -251,5 +252,5 @@ function softmaxToOneAxis(b: GraphBuilder, n: NodeProto): void {
   const x = n.input[0];
   const flat = b.node("Flatten", [x], { axis: intAttr(n, "axis", 1) });
   const y = b.node(n.op_type, [flat], { axis: 1 }, { name: n.name });
-  b.node("Reshape", [y, b.node("Shape", [x])], {}, { outputs: [n.output[0]] });
+  b.node("Reshape", [y, b.node("Shape", [x])], { allowzero: 1 }, { outputs: [n.output[0]] });
 }

@@ -55,6 +55,6 @@ export function slotKind(rule: GradRule, i: number): SlotKind {
 
 /** "op 'Conv' (node 'Conv_0', outputs 17) at opset 9", for error messages. */
 export function describeNode(node: NodeProto, opset: number): string {
-  return `op '${node.op_type}' (node '${node.name ?? ""}', outputs ${node.output.join(",")}) ` +
-    `at opset ${opset}`;
+  const name = node.name ? `node '${node.name}'` : "unnamed node";
+  return `op '${node.op_type}' (${name}, outputs ${node.output.join(",")}) at opset ${opset}`;
 }

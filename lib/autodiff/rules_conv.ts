@@ -97,7 +97,10 @@ export function beginPads(
   const half = b.node("Div", [total, i64Const(b, 2, [])]);
   if (autoPad === "SAME_UPPER") return { begin: half, total };
   if (autoPad === "SAME_LOWER") return { begin: b.node("Sub", [total, half]), total };
-  throw new Error(`${describeNode(node, 0)}: unknown auto_pad '${autoPad}'`);
+  throw new Error(
+    `node '${node.name ?? ""}' (${node.op_type}) has auto_pad '${autoPad}'; ONNX allows NOTSET, ` +
+      `VALID, SAME_UPPER or SAME_LOWER`,
+  );
 }
 
 /** Pad `v` ([N, C, spatial...]) by int64 [n] tensors `begin` and `end` (negative crops). */

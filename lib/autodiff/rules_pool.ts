@@ -16,6 +16,7 @@ import {
   intAttr,
   intsAttr,
   nodeLike,
+  reshapeLike,
   scatterAddFlat,
   spatialShape,
   stringAttr,
@@ -32,7 +33,7 @@ const maxPool: GradRule = {
     // storage_order=0: flat row-major indices into the whole [N, C, ...] tensor.
     const [, indices] = nodeLike(b, "MaxPool", [x], node, ["storage_order"], 2);
     const scattered = scatterAddFlat(b, b.node("Size", [x]), indices, dy[0]!);
-    return [b.node("Reshape", [scattered, b.node("Shape", [x])])];
+    return [reshapeLike(b, scattered, x)];
   },
 };
 
@@ -104,7 +105,7 @@ const averagePool: GradRule = {
       dilations,
     });
     const cropped = padSpatial(b, spread, b.node("Neg", [begin]), b.node("Neg", [tail]));
-    return [b.node("Reshape", [cropped, b.node("Shape", [x])])];
+    return [reshapeLike(b, cropped, x)];
   },
 };
 

@@ -14,6 +14,7 @@ import {
   intAttr,
   intsAttr,
   nodeLike,
+  reshapeLike,
   unbroadcast,
   zerosLike,
 } from "./_emit.ts";
@@ -22,7 +23,7 @@ import type { GradRule, VjpContext } from "./rule.ts";
 /** dX = Reshape(dY, Shape(X)): Flatten, Reshape, Squeeze, Unsqueeze (any opset). */
 const reshapeBack: GradRule = {
   slots: ["diff", "index"],
-  vjp: ({ b, node, dy }) => [b.node("Reshape", [dy[0]!, b.node("Shape", [node.input[0]])])],
+  vjp: ({ b, node, dy }) => [reshapeLike(b, dy[0]!, node.input[0])],
 };
 
 /** dX = Transpose(dY, inverse(perm)); no perm reverses the axes, its own inverse. */

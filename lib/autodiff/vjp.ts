@@ -54,17 +54,16 @@ export function appendVjp(b: GraphBuilder, output: string, cotangent: string, wr
   // Attribute checks see the opset the node will have after the upgrade.
   const modelOpset = b.opset;
   const target = Math.max(modelOpset, BACKWARD_OPSET);
-  planBackward(b, output, wrt, target, modelOpset);
+  if (!planBackward(b, output, wrt, target, modelOpset).dependent.has(output)) {
+    throw new Error(
+      `appendVjp: output '${output}' does not depend differentiably on '${wrt}' (no path ` +
+        `between them, or every path goes through shape, integer or comparison ops), so its ` +
+        `gradient is zero; check the value names`,
+    );
+  }
   upgradeOpset(b, target);
   if (output === wrt) return b.node("Identity", [cotangent]);
   const plan = planBackward(b, output, wrt, b.opset, modelOpset);
-  if (!plan.dependent.has(output)) {
-    throw new Error(
-      `appendVjp: output '${output}' does not depend differentiably on '${wrt}' (every path ` +
-        `between them goes through shape, integer or comparison ops), so its gradient is zero; ` +
-        `check the value names`,
-    );
-  }
 
   const nodes = [...b.graph.node];
   const cotangents = new Map<string, string[]>([[output, [cotangent]]]);
@@ -136,9 +135,8 @@ function planBackward(
     });
   });
 
-  const where = (node: NodeProto) =>
-    describeNode(node, modelOpset) +
-    (opset !== modelOpset ? ` (raised to ${opset} for the backward pass)` : "");
+  // Errors name the model's own opset (the caller's view); checks see the backward opset.
+  const where = (node: NodeProto) => describeNode(node, modelOpset);
   const reached = new Set<string>(dependent.has(output) ? [output] : []);
   const active: number[] = [];
   for (let i = nodes.length - 1; i >= 0; i--) {
