@@ -68,16 +68,18 @@ export {
 } from "./lib/sampler/loop.ts";
 export { noiseFor, parseSeeds, RandomStream, RNG_ID } from "./lib/random.ts";
 export {
+  type Feed,
   fixedBatch,
   type IOInfo,
   loadOnnx,
   type LoadOptions,
   type OnnxModel,
+  type Outputs,
   type ProviderChoice,
   runBatched,
   runOnnx,
 } from "./lib/runtime/session.ts";
-export { denoiserIO, onnxDenoiser } from "./lib/models/onnx_denoiser.ts";
+export { type DenoiserIO, denoiserIO, onnxDenoiser } from "./lib/models/onnx_denoiser.ts";
 export {
   buildMixtureDenoiser,
   type GaussianMixture,
@@ -85,16 +87,38 @@ export {
   mixtureEps,
   mixtureResponsibilities,
 } from "./lib/models/mixture.ts";
-export { decodeModel, encodeModel, type ModelProto } from "./lib/onnx/proto.ts";
-export { float, GraphBuilder } from "./lib/onnx/builder.ts";
 export {
+  type AttributeProto,
+  decodeModel,
+  type DimProto,
+  encodeModel,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type OperatorSetIdProto,
+  type StringStringEntryProto,
+  type TensorProto,
+  type TypeProto,
+  type ValueInfoProto,
+} from "./lib/onnx/proto.ts";
+export {
+  type AttrValue,
+  type Dim,
+  float,
+  type FloatAttr,
+  GraphBuilder,
+  type NodeOptions,
+} from "./lib/onnx/builder.ts";
+export { type TensorData } from "./lib/onnx/tensor.ts";
+export {
+  type InputConvention,
   loadManifest,
   type Manifest,
   type ManifestEntry,
   type ResolvedModel,
   resolveModel,
 } from "./lib/weights.ts";
-export { CIFAR10_CLASSES, loadCifar10 } from "./lib/data/cifar10.ts";
+export { CIFAR10_CLASSES, type Cifar10Split, loadCifar10 } from "./lib/data/cifar10.ts";
 export { qSample } from "./lib/forward.ts";
 export {
   buildEnergyHead,
@@ -106,6 +130,7 @@ export {
   type HeadInfo,
   readHeadInfo,
 } from "./lib/energy/head.ts";
+export { type BatchRewrite } from "./lib/energy/dynamic_batch.ts";
 export {
   type Coefficients,
   type CoefficientsArg,
@@ -159,6 +184,7 @@ const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = 
   "energy-stats": async () => (await import("./tasks/energy_stats.ts")).energyStatsTask,
   "energy-head": async () => (await import("./tasks/energy_head.ts")).energyHeadTask,
   "strength-plot": async () => (await import("./tasks/strength_plot.ts")).strengthPlotTask,
+  "merge": async () => (await import("./tasks/merge.ts")).mergeTask,
 };
 
 /** Runs a task by name with its arguments; returns the process exit code. */

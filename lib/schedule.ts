@@ -14,7 +14,9 @@ export interface NoiseSchedule {
   readonly name: string;
   /** Number of training timesteps T. */
   readonly T: number;
+  /** beta_t for t = 0..T-1. */
   readonly betas: Float64Array;
+  /** alpha_t = 1 - beta_t. */
   readonly alphas: Float64Array;
   /** abar_t = prod_{s<=t} alpha_s (eq 2.11). */
   readonly alphasCumprod: Float64Array;
@@ -90,9 +92,13 @@ export function posteriorVariance(s: NoiseSchedule, t: number, kind: VarianceKin
 
 /** Schedule description as stored in the weights manifest and run.json. */
 export interface ScheduleSpec {
+  /** Beta schedule family. */
   type: "linear" | "scaled_linear" | "cosine";
+  /** Number of training timesteps (default 1000). */
   T?: number;
+  /** First beta (default 1e-4; ignored by cosine). */
   beta_start?: number;
+  /** Last beta (default 0.02; ignored by cosine). */
   beta_end?: number;
   /** Whether the model was trained/used with x0 clipping to [-1, 1]. */
   clip_sample?: boolean;

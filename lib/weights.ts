@@ -12,11 +12,13 @@ import { sha256Hex } from "./runtime/session.ts";
 export interface InputConvention {
   /** Pixel range the model expects: [-1, 1] ("pm1") or [0, 1] ("01"). */
   range: "pm1" | "01";
+  /** Memory layout of the image input: channels first ("nchw") or last ("nhwc"). */
   layout: "nchw" | "nhwc";
   /** C, H, W. */
   shape: [number, number, number];
   /** Per-channel normalisation applied inside the model input path: (x - mean) / std. */
   mean?: number[];
+  /** Per-channel standard deviations of that normalisation. */
   std?: number[];
 }
 
@@ -24,13 +26,17 @@ export interface InputConvention {
 export interface ManifestEntry {
   /** Path relative to the weights folder (external models: e.g. ../../shared/models/x.onnx). */
   file: string;
+  /** Hex sha256 of the file, checked before use. */
   sha256: string;
+  /** Role of the model. */
   kind: "denoiser" | "classifier" | "energy-head" | "feature";
+  /** What the model's image input expects. */
   input: InputConvention;
   /** Noise schedule of a denoiser. */
   schedule?: ScheduleSpec;
   /** Where the model comes from: recipe, paper, checkpoint. */
   source: string;
+  /** Free-text description. */
   description?: string;
   /** Class names, for classifiers. */
   classes?: string[];
@@ -44,9 +50,11 @@ export interface ManifestEntry {
 
 /** weights/manifest.json. */
 export interface Manifest {
+  /** Manifest format version (always 1). */
   version: 1;
   /** Model ids used when a task is given none. */
   defaults: { denoiser?: string; classifier?: string; evaluator?: string };
+  /** Models by id. */
   models: Record<string, ManifestEntry>;
 }
 
@@ -93,10 +101,13 @@ export async function loadManifest(base: URL = defaultWeightsBase()): Promise<Ma
 export interface ResolvedModel {
   /** Manifest id, when resolved by id. */
   id?: string;
+  /** Its manifest entry, when resolved by id. */
   entry?: ManifestEntry;
   /** Where the bytes came from (path or URL). */
   location: string;
+  /** The model file's bytes. */
   bytes: Uint8Array;
+  /** Hex sha256 of `bytes`. */
   sha256: string;
 }
 

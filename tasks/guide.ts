@@ -20,7 +20,9 @@ import { sample, type SamplerConfig } from "../lib/sampler/loop.ts";
 import { scheduleFromSpec } from "../lib/schedule.ts";
 import type { Spacing } from "../lib/timesteps.ts";
 import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
-import { writeGrid, writeImageFiles, writeJsonAtomic } from "../lib/io/outputs.ts";
+import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
+import { parseShard } from "../lib/shard.ts";
+import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
 import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
 import { readEnergyStats } from "./energy_stats.ts";
@@ -53,6 +55,7 @@ const FLAGS = {
   out: { type: "string" },
   evaluator: { type: "string" },
   trajectory: { type: "boolean" },
+  shard: { type: "string" },
   mean: { type: "string" },
   std: { type: "string" },
   range: { type: "string" },
@@ -83,6 +86,7 @@ export const GUIDE_USAGE = `deno task guide [flags]
   --evaluator <id|path>    independent classifier: target accuracy of the samples
   --trajectory             step grids of the first class's images (Fig 4.8)
   --out <dir> --batch <n> --provider auto|cpu|cuda --threads <n> --weights <dir|url>
+  --shard i/n              make every n-th image from the i-th; a rerun resumes; then: deno task merge
   --mean r,g,b --std r,g,b --range 01|pm1 --layout nchw|nhwc   conventions of a raw classifier path`;
 
 /** Parses --class into class indices. */
@@ -116,11 +120,6 @@ function parseAccumulate(raw: string | undefined): Accumulate | undefined {
     throw new UsageError(`--accumulate '${raw}' is invalid: write n,alpha, e.g. 3,0.05`);
   }
   return { n: Number(m[1]), alpha: Number(m[2]) };
-}
-
-/** Quantises diffusion-space images as the PNGs store them, into [0, 1]. */
-function asWrittenX01(x: Float32Array): Float32Array {
-  return Float32Array.from(x, (v) => Math.round(Math.min(1, Math.max(0, (v + 1) / 2)) * 255) / 255);
 }
 
 /**
@@ -261,9 +260,40 @@ export async function guideTask(args: string[]): Promise<void> {
     );
   }
   const out = f.out ?? "out/guide";
+  const shard = parseShard(f.shard);
   const model = await loadOnnx(resolved.bytes, { provider, intraOpThreads: threads });
   if (model.providerNote) console.error(`note: ${model.providerNote}`);
-  const energySums = new Float64Array(labels.length * 2); // final-step energies per image
+  const steps = sampler === "ddpm" ? schedule.T : config.steps;
+  // --- the run folder: images/<class>/<seed>.png; this shard's missing ones are sampled ---
+  const items: RunItem[] = labels.map((k, i) => ({
+    seed: runSeeds[i],
+    file: `images/${names[k]}/${runSeeds[i]}.png`,
+  }));
+  const identity = {
+    task: "guide",
+    model: resolved.sha256,
+    classifier: clfResolved.sha256,
+    classes: classes.map((k) => names[k]),
+    seeds,
+    direction,
+    accumulate,
+    scale,
+    strength: formatStrength(strength.spec),
+    activation: strength.activation,
+    point,
+    form,
+    clipGradNorm,
+    sampler,
+    steps,
+    eta: config.eta,
+    spacing: config.spacing,
+    clip: config.clip,
+    noiseSchedule: spec,
+    shape: [c, h, w],
+    rng: RNG_ID,
+  };
+  const plan = await planRun(out, identity, items, shard);
+  const todoLabels = plan.todo.map((p) => labels[p]);
   const gradNormSum = { sum: 0, count: 0 };
   const den = guided(onnxDenoiser(model, config.batchSize), {
     classifier,
@@ -271,75 +301,48 @@ export async function guideTask(args: string[]): Promise<void> {
     accumulate,
     scale,
     strength,
-    labels,
+    labels: todoLabels,
     point,
     form,
     clipGradNorm,
     onStep: (info: GuidanceStepInfo) => {
       info.gradNorm.forEach((g) => (gradNormSum.sum += g, gradNormSum.count++));
-      if (info.energyXY.length) {
-        info.items.forEach((item, k) => {
-          energySums[item * 2] = info.energyXY[k];
-          energySums[item * 2 + 1] = info.energyX[k];
-        });
-      }
     },
   });
-  const steps = sampler === "ddpm" ? schedule.T : config.steps;
+  const shardText = shard.count > 1 ? ` (shard ${shard.index}/${shard.count})` : "";
   console.error(
-    `guide: ${classes.length} classes x ${seeds.length} seeds, ${direction.kind} s=${scale} ` +
+    `guide: ${plan.todo.length} of ${plan.mine.length} images to make${shardText} ` +
+      `(${classes.length} classes x ${seeds.length} seeds), ${direction.kind} s=${scale} ` +
       `${
         formatStrength(strength.spec)
       }, ${sampler} ${steps} steps, model ${modelRef}, classifier ${clfRef}`,
   );
-  const tick = progress("guide", Math.ceil(runSeeds.length / config.batchSize) * steps, "steps");
+  const tick = progress("guide", Math.ceil(plan.todo.length / config.batchSize) * steps, "steps");
   let done = 0;
   const per = c * h * w;
-  const trajRows = Math.min(8, seeds.length), trajCols = 10;
+  const trajRows = Math.min(8, plan.todo.length), trajCols = 10;
   const trajPick = Array.from(
     { length: trajCols },
     (_, i) => Math.round(i * (steps - 1) / (trajCols - 1)),
   );
-  const traj = f.trajectory ? new Float32Array(trajRows * trajCols * per) : undefined;
+  const traj = f.trajectory && trajRows ? new Float32Array(trajRows * trajCols * per) : undefined;
   const t0 = performance.now();
-  const images = await sample(den, config, {
-    onStep: (ev) => {
-      tick(++done);
-      const col = trajPick.indexOf(ev.stepIndex);
-      if (!traj || col < 0) return;
-      ev.items.forEach((item, k) => {
-        if (item < trajRows) {
-          traj.set(ev.x.subarray(k * per, (k + 1) * per), (item * trajCols + col) * per);
-        }
-      });
-    },
-  });
-  const seconds = (performance.now() - t0) / 1000;
-  // --- evaluation on the images as written ---
-  const finalEnergies = await classifier.forward(asWrittenX01(images), labels.length, labels);
-  const histo = (h: number[][]) => Object.fromEntries(classes.map((k) => [names[k], h[k]]));
-  const meanBy = (arr: Float32Array) =>
-    classes.map((k) => {
-      let s = 0, m = 0;
-      labels.forEach((l, i) => l === k && (s += arr[i], m++));
-      return s / m;
+  if (plan.todo.length) {
+    await sample(den, { ...config, seeds: plan.todo.map((p) => runSeeds[p]) }, {
+      onStep: (ev) => {
+        tick(++done);
+        const col = trajPick.indexOf(ev.stepIndex);
+        if (!traj || col < 0) return;
+        ev.items.forEach((item, k) => {
+          if (item < trajRows) {
+            traj.set(ev.x.subarray(k * per, (k + 1) * per), (item * trajCols + col) * per);
+          }
+        });
+      },
+      onBatch: batchWriter(out, items, plan.todo, { c, h, w }),
     });
-  const written = asWrittenX01(images);
-  const evaluation = evaluator
-    ? scoreLogits(
-      (await evaluator.forward(written, labels.length, labels)).logits,
-      labels,
-      evaluator.numClasses,
-    )
-    : undefined;
-  const guideScore = scoreLogits(finalEnergies.logits, labels, classifier.numClasses);
-  // --- outputs ---
-  for (const [ci, k] of classes.entries()) {
-    const slice = images.subarray(ci * seeds.length * per, (ci + 1) * seeds.length * per);
-    await writeImageFiles(`${out}/images/${names[k]}`, slice, seeds, { c, h, w }, "pm1");
-    await writeGrid(`${out}/grid_${names[k]}.png`, slice, seeds.length, { c, h, w }, "pm1");
   }
-  await writeGrid(`${out}/grid.png`, images, labels.length, { c, h, w }, "pm1", seeds.length);
+  const seconds = (performance.now() - t0) / 1000;
   if (traj) {
     await writeGrid(
       `${out}/trajectory.png`,
@@ -350,6 +353,47 @@ export async function guideTask(args: string[]): Promise<void> {
       trajCols,
     );
   }
+  if (shard.count > 1) {
+    await writeJsonAtomic(`${out}/run.shard-${shard.index}-of-${shard.count}.json`, {
+      task: "guide",
+      shard: `${shard.index}/${shard.count}`,
+      sampledNow: plan.todo.length,
+      alreadyDone: plan.mine.length - plan.todo.length,
+      seconds,
+      provider: model.provider,
+      versions: versions(),
+    });
+    console.error(
+      `guide: shard ${shard.index}/${shard.count} done (${plan.todo.length} new images); ` +
+        `when every shard is done: deno task merge --out ${out}`,
+    );
+    return;
+  }
+  // --- evaluation on the images as written (read back from the files) ---
+  const images = await readImages(out, items, { c, h, w });
+  const written = Float32Array.from(images, (v) => (v + 1) / 2);
+  const finalEnergies = await classifier.forward(written, labels.length, labels);
+  const histo = (h: number[][]) => Object.fromEntries(classes.map((k) => [names[k], h[k]]));
+  const meanBy = (arr: Float32Array) =>
+    classes.map((k) => {
+      let s = 0, m = 0;
+      labels.forEach((l, i) => l === k && (s += arr[i], m++));
+      return s / m;
+    });
+  const evaluation = evaluator
+    ? scoreLogits(
+      (await evaluator.forward(written, labels.length, labels)).logits,
+      labels,
+      evaluator.numClasses,
+    )
+    : undefined;
+  const guideScore = scoreLogits(finalEnergies.logits, labels, classifier.numClasses);
+  // --- grids ---
+  for (const [ci, k] of classes.entries()) {
+    const slice = images.subarray(ci * seeds.length * per, (ci + 1) * seeds.length * per);
+    await writeGrid(`${out}/grid_${names[k]}.png`, slice, seeds.length, { c, h, w }, "pm1");
+  }
+  await writeGrid(`${out}/grid.png`, images, labels.length, { c, h, w }, "pm1", seeds.length);
   const result = {
     task: "guide",
     model: { ref: modelRef, id: resolved.id, sha256: resolved.sha256 },
@@ -397,14 +441,18 @@ export async function guideTask(args: string[]): Promise<void> {
     providerNote: model.providerNote,
     versions: { ...versions(), "onnxruntime-node": "1.30.0" },
     seconds,
-    imagesPerSecond: labels.length / seconds,
+    sampledNow: plan.todo.length,
+    alreadyDone: plan.mine.length - plan.todo.length,
+    imagesPerSecond: plan.todo.length / Math.max(seconds, 1e-9),
   };
   await writeJsonAtomic(`${out}/run.json`, result);
   const acc = evaluation
     ? `, target accuracy ${(evaluation.accuracy * 100).toFixed(1)}% (${evaluatorRef})`
     : "";
   console.error(
-    `guide: wrote ${labels.length} images to ${out} in ${seconds.toFixed(1)}s` +
+    `guide: ${labels.length} images in ${out} (${plan.todo.length} made now in ${
+      seconds.toFixed(1)
+    }s)` +
       `; the guide itself assigns ${
         (result.results.guideAccuracy * 100).toFixed(1)
       }% to the requested class${acc}`,

@@ -17,7 +17,9 @@ import { loadOnnx, type ProviderChoice } from "../lib/runtime/session.ts";
 import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { progress } from "../lib/progress.ts";
-import { writeImageSet, writeJsonAtomic } from "../lib/io/outputs.ts";
+import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
+import { parseShard, type Shard } from "../lib/shard.ts";
+import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
 import type { Spacing } from "../lib/timesteps.ts";
 
@@ -44,6 +46,7 @@ const FLAGS = {
   clip: { type: "string" },
   trajectory: { type: "boolean" },
   "trajectory-steps": { type: "string" },
+  shard: { type: "string" },
   provider: { type: "string" },
   threads: { type: "string" },
   weights: { type: "string" },
@@ -62,7 +65,8 @@ export const SAMPLE_USAGE = `deno task sample [flags]
   --variance fixed_small|fixed_large    DDPM variance (default fixed_small)
   --clip true|false     clip x0_hat to [-1,1] (default: the model's clip_sample, else true)
   --batch <int>         images per model call (default 16; results do not depend on it)
-  --out <dir>           output folder (default out/sample)
+  --out <dir>           output folder (default out/sample); a rerun with the same flags resumes it
+  --shard i/n           make only every n-th image from the i-th (then: deno task merge --out <dir>)
   --trajectory          also write step-by-step grids (x_t and x0_hat)
   --provider auto|cpu|cuda   execution provider (default auto)
   --threads <int>       ONNX Runtime intra-op threads (default: all cores)
@@ -78,6 +82,8 @@ export interface SampleRun {
   provider: ProviderChoice;
   threads?: number;
   weights?: string;
+  /** Which part of the run this process makes. */
+  shard: Shard;
 }
 
 /** Runs the `sample` task with command-line `args`. */
@@ -163,6 +169,7 @@ export async function sampleTask(args: string[]): Promise<void> {
       ? undefined
       : numberFlag("threads", f.threads, 0, { int: true, min: 1 }),
     weights: f.weights,
+    shard: parseShard(f.shard),
   };
   const model = await loadOnnx(resolved.bytes, {
     provider: run.provider,
@@ -171,27 +178,48 @@ export async function sampleTask(args: string[]): Promise<void> {
   const denoiser = onnxDenoiser(model, config.batchSize);
   if (model.providerNote) console.error(`note: ${model.providerNote}`);
   const steps = config.sampler === "ddpm" ? schedule.T : config.steps;
+  // --- the run folder: one file per seed; this shard's missing ones are sampled ---
+  const items: RunItem[] = seeds.map((seed) => ({ seed, file: `images/${seed}.png` }));
+  const identity = {
+    task: "sample",
+    model: resolved.sha256,
+    sampler: config.sampler,
+    steps,
+    eta: config.eta,
+    spacing: config.spacing,
+    variance: config.variance,
+    clip: config.clip,
+    schedule: spec,
+    seeds,
+    shape: [c, h, w],
+    rng: RNG_ID,
+  };
+  const plan = await planRun(run.out, identity, items, run.shard);
+  const todoSeeds = plan.todo.map((p) => seeds[p]);
+  const shardText = run.shard.count > 1 ? ` (shard ${run.shard.index}/${run.shard.count})` : "";
   console.error(
-    `sample: ${seeds.length} images, ${config.sampler} ${steps} steps, model ${modelRef} ` +
-      `(${model.provider}), out ${run.out}`,
+    `sample: ${todoSeeds.length} of ${plan.mine.length} images to make${shardText}, ` +
+      `${config.sampler} ${steps} steps, model ${modelRef} (${model.provider}), out ${run.out}`,
   );
-  const total = Math.ceil(seeds.length / config.batchSize) * steps;
+  const total = Math.ceil(todoSeeds.length / config.batchSize) * steps;
   const tick = progress("sample", total, "steps");
-  const traj = run.trajectory
-    ? trajectoryRecorder(seeds.length, shape, steps, run.trajectorySteps)
+  const traj = run.trajectory && todoSeeds.length
+    ? trajectoryRecorder(todoSeeds.length, shape, steps, run.trajectorySteps)
     : undefined;
   let done = 0;
   const t0 = performance.now();
-  const images = await sample(denoiser, config, {
-    onStep: (ev) => {
-      tick(++done);
-      traj?.record(ev);
-    },
-  });
+  if (todoSeeds.length) {
+    await sample(denoiser, { ...config, seeds: todoSeeds }, {
+      onStep: (ev) => {
+        tick(++done);
+        traj?.record(ev);
+      },
+      onBatch: batchWriter(run.out, items, plan.todo, shape),
+    });
+  }
   const seconds = (performance.now() - t0) / 1000;
-  await writeImageSet(run.out, images, seeds, shape, "pm1");
   if (traj) await traj.write(run.out);
-  await writeJsonAtomic(`${run.out}/run.json`, {
+  const record = {
     task: "sample",
     model: { ref: modelRef, id: resolved.id, location: resolved.location, sha256: resolved.sha256 },
     config: {
@@ -206,23 +234,46 @@ export async function sampleTask(args: string[]): Promise<void> {
       n: seeds.length,
       batch: config.batchSize,
       shape: [c, h, w],
+      shard: `${run.shard.index}/${run.shard.count}`,
     },
     rng: RNG_ID,
     provider: model.provider,
     providerNote: model.providerNote,
     threads: run.threads ?? "default",
     versions: { ...versions(), "onnxruntime-node": "1.30.0" },
+    sampledNow: todoSeeds.length,
+    alreadyDone: plan.mine.length - todoSeeds.length,
     seconds,
-    imagesPerSecond: seeds.length / seconds,
+    imagesPerSecond: todoSeeds.length / Math.max(seconds, 1e-9),
     outputs: {
       grid: "grid.png",
       images: "images/<seed>.png",
-      trajectory: run.trajectory ? "trajectory.png" : undefined,
+      trajectory: traj ? "trajectory.png" : undefined,
     },
-  });
+  };
+  if (run.shard.count > 1) {
+    await writeJsonAtomic(
+      `${run.out}/run.shard-${run.shard.index}-of-${run.shard.count}.json`,
+      record,
+    );
+    console.error(
+      `sample: shard ${run.shard.index}/${run.shard.count} done (${todoSeeds.length} new images); ` +
+        `when every shard is done: deno task merge --out ${run.out}`,
+    );
+    return;
+  }
+  await writeGrid(
+    `${run.out}/grid.png`,
+    await readImages(run.out, items, shape),
+    items.length,
+    shape,
+    "pm1",
+  );
+  await writeJsonAtomic(`${run.out}/run.json`, record);
   console.error(
-    `sample: wrote ${seeds.length} images to ${run.out} in ${seconds.toFixed(1)}s ` +
-      `(${(seeds.length / seconds).toFixed(2)} img/s)`,
+    `sample: wrote ${todoSeeds.length} images to ${run.out} in ${seconds.toFixed(1)}s ` +
+      `(${(todoSeeds.length / Math.max(seconds, 1e-9)).toFixed(2)} img/s)` +
+      (record.alreadyDone ? `; ${record.alreadyDone} were already there (resumed)` : ""),
   );
 }
 
@@ -248,7 +299,6 @@ function trajectoryRecorder(total: number, shape: ImageShape, steps: number, col
       });
     },
     async write(out: string) {
-      const { writeGrid } = await import("../lib/io/outputs.ts");
       await writeGrid(`${out}/trajectory.png`, xt, rows * picks.length, shape, "pm1", picks.length);
       await writeGrid(
         `${out}/trajectory_x0.png`,

@@ -8,7 +8,9 @@ import type { CoefficientsArg, EnergyOutputs } from "../energy/classifier.ts";
 
 /** What guidance needs of a classifier: energies and gradients at diffusion-space images. */
 export interface EnergySource {
+  /** Number of classes K. */
   readonly numClasses: number;
+  /** Logits, energies and the `coef`-weighted objective's gradient for `n` images x in [-1, 1]. */
   fromDiffusionSpace(
     x: Float32Array,
     n: number,
@@ -35,15 +37,21 @@ export type DirectionSpec =
 
 /** §4.3 accumulation: sum of the direction over n points x_{i+1} = x_i + alpha g(x_i). */
 export interface Accumulate {
+  /** Number of points summed (1 or less: no accumulation). */
   n: number;
+  /** Step size alpha between points. */
   alpha: number;
 }
 
 /** A direction and the energies at the evaluation point (the first point). */
 export interface DirectionResult {
+  /** The ascent direction, [n, C, H, W] in diffusion space (unscaled). */
   g: Float32Array;
+  /** E(x,y) per image, [n]. */
   energyXY: Float32Array;
+  /** E(x) per image, [n]. */
   energyX: Float32Array;
+  /** Classifier logits, [n, K]. */
   logits: Float32Array;
 }
 

@@ -27,33 +27,45 @@ export type GuidanceForm = "eps" | "mean-shift";
 
 /** Per-step guidance statistics (for logs and run.json). */
 export interface GuidanceStepInfo {
+  /** 0-based step index. */
   stepIndex: number;
+  /** Timestep t of the step. */
   t: number;
   /** s * w(t) (0 when guidance is off). */
   factor: number;
+  /** Positions of this call's images in the whole run (0-based). */
   items: readonly number[];
   /** Per image, at the evaluation point: E(x,y), E(x), |g|. Empty when guidance is off. */
   energyXY: Float32Array;
+  /** E(x) per image, at the evaluation point. */
   energyX: Float32Array;
+  /** L2 norm of g per image, before any clipping. */
   gradNorm: Float64Array;
 }
 
 /** Everything guidance needs; a plain value. */
 export interface GuidanceConfig {
+  /** Energy source giving energies and gradients. */
   classifier: EnergySource;
+  /** Which guidance direction to follow. */
   direction: DirectionSpec;
+  /** Accumulation of the direction over several points (§4.3); none when absent. */
   accumulate?: Accumulate;
   /** The strength s (ignored by two-phase schedules, which carry their own strengths). */
   scale: number;
+  /** Time weighting w(t) of the strength and its activation window. */
   strength: StrengthSchedule;
   /** Requested class of every image of the run, indexed by the loop's `items`. */
   labels: ArrayLike<number>;
+  /** Where the classifier evaluates: x_t or x0_hat. */
   point: GuidancePoint;
+  /** How the direction enters the step (`mean-shift` needs the DDPM sampler). */
   form: GuidanceForm;
   /** DDPM variance, for the mean-shift form. */
   variance?: VarianceKind;
   /** Per-image max L2 norm of g (no clipping when undefined). */
   clipGradNorm?: number;
+  /** Called after every denoiser call with that step's statistics. */
   onStep?: (info: GuidanceStepInfo) => void;
 }
 

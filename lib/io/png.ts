@@ -6,7 +6,9 @@
 
 import { Buffer } from "node:buffer";
 import { dirname } from "node:path";
-import { PNG } from "pngjs";
+// Full npm: specifier so mod.ts also runs from a URL, where deno.json's import map is absent.
+// deno-lint-ignore no-import-prefix
+import { PNG } from "npm:pngjs@7.0.0";
 
 /**
  * Encodes 8-bit RGB pixels as a PNG (written by pngjs as 8-bit RGBA with alpha 255).

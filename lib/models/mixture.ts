@@ -23,7 +23,9 @@ export interface GaussianMixture {
   weights: Float64Array;
   /** K per-component isotropic variances s2_k. */
   variances: Float64Array;
+  /** Number of components K. */
   k: number;
+  /** Dimension D of each component (values per image, C*H*W). */
   dim: number;
 }
 

@@ -9,9 +9,13 @@ import { fixedBatch, type OnnxModel, runBatched } from "../runtime/session.ts";
 
 /** Names of a denoiser model's image and timestep inputs and its eps output. */
 export interface DenoiserIO {
+  /** Name of the image input, float32 [N, C, H, W] in [-1, 1]. */
   x: string;
+  /** Name of the timestep input, [N]. */
   t: string;
+  /** Element type of the timestep input. */
   tType: "int64" | "float32";
+  /** Name of the eps output, [N, C, H, W]. */
   eps: string;
 }
 

@@ -20,6 +20,7 @@ import { makeTensor, type TensorData, tensorToFloat64 } from "./tensor.ts";
 
 /** A float attribute even when the number is integral (ONNX attributes are typed). */
 export interface FloatAttr {
+  /** The number or list to store as FLOAT or FLOATS. */
   readonly float: number | readonly number[];
 }
 /** Wraps a number (or list) so it is stored as a FLOAT(S) attribute. */
@@ -137,6 +138,7 @@ export interface NodeOptions {
   outputs?: number | string[];
   /** Node name; generated from the op type when absent. */
   name?: string;
+  /** Operator-set domain of the op; absent for the default `ai.onnx` set. */
   domain?: string;
 }
 
@@ -195,7 +197,12 @@ export class GraphBuilder {
   }
 
   /** Marks `value` as a graph output, renaming through an Identity when `as` differs. */
-  output(value: string, elemType: number = DataType.FLOAT, shape?: readonly Dim[], as?: string) {
+  output(
+    value: string,
+    elemType: number = DataType.FLOAT,
+    shape?: readonly Dim[],
+    as?: string,
+  ): string {
     let name = value;
     if (as !== undefined && as !== value) {
       if (this.used.has(as)) throw new Error(`graph already has a value named '${as}'`);

@@ -5,7 +5,9 @@
  * which covers every shape and attribute a vision model uses).
  * @module
  */
-import protobuf from "protobufjs";
+// Full npm: specifier so mod.ts also runs from a URL, where deno.json's import map is absent.
+// deno-lint-ignore no-import-prefix
+import protobuf from "npm:protobufjs@8.8.1";
 import { ONNX_SCHEMA_JSON } from "./_schema.ts";
 
 /** ONNX TensorProto.DataType values used by this project. */
@@ -21,92 +23,143 @@ export const DataType = {
 
 /** A tensor constant (initializer or attribute value). */
 export interface TensorProto {
+  /** Tensor name (the value name when it is an initializer). */
   name?: string;
+  /** Shape, outermost dimension first; empty or absent for a scalar. */
   dims?: number[];
+  /** Element type, a {@link DataType} code. */
   data_type?: number;
+  /** Elements as packed little-endian bytes (instead of a typed `*_data` field). */
   raw_data?: Uint8Array;
+  /** FLOAT elements, when not in `raw_data`. */
   float_data?: number[];
+  /** INT32, INT8, UINT8, BOOL (and other narrow integer) elements, when not in `raw_data`. */
   int32_data?: number[];
+  /** INT64 elements, when not in `raw_data`. */
   int64_data?: number[];
+  /** DOUBLE elements, when not in `raw_data`. */
   double_data?: number[];
+  /** UINT32 and UINT64 elements, when not in `raw_data`. */
   uint64_data?: number[];
 }
 
-/** A graph used as an attribute (If/Loop bodies); kept opaque by this project. */
+/** A node attribute: one typed value (f, i, s, t, g) or a list (floats, ints, ...). */
 export interface AttributeProto {
+  /** Attribute name, e.g. `kernel_shape`. */
   name: string;
+  /** AttributeType code: 1 FLOAT, 2 INT, 3 STRING, 4 TENSOR, 5 GRAPH, 6 FLOATS, 7 INTS. */
   type?: number;
+  /** Value of a FLOAT attribute. */
   f?: number;
+  /** Value of an INT attribute. */
   i?: number;
+  /** Value of a STRING attribute, as UTF-8 bytes. */
   s?: Uint8Array;
+  /** Value of a TENSOR attribute. */
   t?: TensorProto;
+  /** Value of a GRAPH attribute (an If/Loop/Scan body). */
   g?: GraphProto;
+  /** Values of a FLOATS attribute. */
   floats?: number[];
+  /** Values of an INTS attribute. */
   ints?: number[];
+  /** Values of a STRINGS attribute, each as UTF-8 bytes. */
   strings?: Uint8Array[];
+  /** Values of a TENSORS attribute. */
   tensors?: TensorProto[];
+  /** Values of a GRAPHS attribute. */
   graphs?: GraphProto[];
 }
 
 /** One operator application. */
 export interface NodeProto {
+  /** Input value names in operator order (`""` for an omitted optional input). */
   input: string[];
+  /** Output value names in operator order. */
   output: string[];
+  /** Node name (for diagnostics). */
   name?: string;
+  /** Operator name, e.g. `Conv`. */
   op_type: string;
+  /** Operator-set domain; empty or absent for the default `ai.onnx` set. */
   domain?: string;
+  /** The node's attributes. */
   attribute?: AttributeProto[];
 }
 
 /** One dimension: a fixed size or a symbolic name. */
 export interface DimProto {
+  /** Fixed size of the dimension. */
   dim_value?: number;
+  /** Symbolic name of the dimension, e.g. `N`. */
   dim_param?: string;
 }
 
 /** Type of a graph value (only tensors are used here). */
 export interface TypeProto {
+  /** Tensor element type (a {@link DataType} code) and shape (absent: unknown rank). */
   tensor_type?: { elem_type?: number; shape?: { dim?: DimProto[] } };
 }
 
 /** Name and type of a graph input, output or intermediate. */
 export interface ValueInfoProto {
+  /** Value name. */
   name: string;
+  /** Element type and shape of the value. */
   type?: TypeProto;
+  /** Free-text documentation. */
   doc_string?: string;
 }
 
 /** A computation graph. */
 export interface GraphProto {
+  /** Graph name. */
   name?: string;
+  /** Nodes, in topological order. */
   node: NodeProto[];
+  /** Constant tensors (weights), each named by the value it defines. */
   initializer?: TensorProto[];
+  /** Graph inputs. */
   input: ValueInfoProto[];
+  /** Graph outputs. */
   output: ValueInfoProto[];
+  /** Types and shapes of intermediate values, where known. */
   value_info?: ValueInfoProto[];
+  /** Free-text documentation. */
   doc_string?: string;
 }
 
 /** Operator-set import. An empty domain is the default `ai.onnx` set. */
 export interface OperatorSetIdProto {
+  /** Operator-set domain; empty or absent for the default `ai.onnx` set. */
   domain?: string;
+  /** Opset version imported from that domain. */
   version: number;
 }
 
 /** Key/value metadata stored in the model. */
 export interface StringStringEntryProto {
+  /** Metadata key. */
   key: string;
+  /** Metadata value. */
   value: string;
 }
 
 /** A whole ONNX model. */
 export interface ModelProto {
+  /** ONNX IR (file format) version. */
   ir_version?: number;
+  /** Operator sets the graph uses, one per domain. */
   opset_import?: OperatorSetIdProto[];
+  /** Name of the tool that wrote the model. */
   producer_name?: string;
+  /** Version of the tool that wrote the model. */
   producer_version?: string;
+  /** Free-text documentation. */
   doc_string?: string;
+  /** The computation graph. */
   graph: GraphProto;
+  /** Key/value metadata stored in the model. */
   metadata_props?: StringStringEntryProto[];
 }
 

@@ -4,7 +4,9 @@
  * names and shapes, validate feeds, check outputs for NaN/Inf, and batch any N through a model.
  * @module
  */
-import * as ort from "onnxruntime-node";
+// Full npm: specifier so mod.ts also runs from a URL, where deno.json's import map is absent.
+// deno-lint-ignore no-import-prefix
+import * as ort from "npm:onnxruntime-node@1.30.0";
 import { createHash } from "node:crypto";
 import { decodeModel } from "../onnx/proto.ts";
 
@@ -13,6 +15,7 @@ export type ProviderChoice = "auto" | "cpu" | "cuda";
 
 /** Options for {@link loadOnnx}. */
 export interface LoadOptions {
+  /** Execution provider (default "auto"). */
   provider?: ProviderChoice;
   /** Intra-op threads (default: ORT's choice, all cores). */
   intraOpThreads?: number;
@@ -24,15 +27,21 @@ export interface LoadOptions {
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
 export interface IOInfo {
+  /** Input or output name. */
   name: string;
+  /** Element type as ONNX Runtime names it, e.g. "float32", "int64" ("non-tensor" otherwise). */
   type: string;
+  /** Dimensions: fixed sizes or symbolic names (empty for non-tensor values). */
   shape: ReadonlyArray<number | string>;
 }
 
 /** A loaded model: the ORT session plus what the toolkit needs to know about it. */
 export interface OnnxModel {
+  /** The underlying ONNX Runtime inference session. */
   session: ort.InferenceSession;
+  /** The model's inputs, in declaration order. */
   inputs: IOInfo[];
+  /** The model's outputs, in declaration order. */
   outputs: IOInfo[];
   /** The provider that actually runs the model. */
   provider: "cpu" | "cuda";
@@ -40,6 +49,7 @@ export interface OnnxModel {
   providerNote?: string;
   /** Path, or "<bytes>". */
   source: string;
+  /** Hex sha256 of the model bytes. */
   sha256: string;
 }
 
@@ -122,17 +132,20 @@ export async function loadOnnx(
 }
 
 /**
- * Why onnxruntime-node's CUDA provider cannot load, or undefined when its library is present.
+ * Why onnxruntime-node's CUDA provider cannot load, or undefined when its library is present or
+ * its location is unknown (then loading is attempted and ORT's error is reported).
  * (onnxruntime-node looks for libonnxruntime_providers_cuda.so beside its native binding; the npm
  * install script that fetches it is skipped here, see README "GPU".)
  */
 export function cudaProviderMissing(): string | undefined {
   let dir: string;
   try {
-    const index = new URL(import.meta.resolve("onnxruntime-node"));
+    // node_modules locally; under DENO_DIR's npm cache the specifier may not resolve to a file
+    const index = new URL(import.meta.resolve("npm:onnxruntime-node@1.30.0"));
+    if (index.protocol !== "file:") return undefined; // location unknown: let ORT try and say why
     dir = new URL(`../bin/napi-v6/${Deno.build.os}/${archName()}/`, index).pathname;
   } catch {
-    return "onnxruntime-node location could not be resolved";
+    return undefined;
   }
   try {
     Deno.statSync(`${dir}libonnxruntime_providers_cuda.so`);
@@ -153,7 +166,9 @@ function decodeModelHeader(bytes: Uint8Array, source: string): void {
 
 /** A feed: data plus shape. int64 inputs take BigInt64Array. */
 export interface Feed {
+  /** Flat row-major values; the array type sets the element type (float32, int64, int32). */
   data: Float32Array | BigInt64Array | Int32Array;
+  /** Shape; its product must equal `data.length`. */
   dims: readonly number[];
 }
 

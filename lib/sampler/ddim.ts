@@ -17,6 +17,7 @@ export interface DdimStepInput {
   eps: Float32Array;
   /** abar_t and abar_t' (t' = -1 means abar = 1). */
   abarT: number;
+  /** abar_t' of the next grid point t' (1 when t' = -1). */
   abarPrev: number;
   /** 0 is deterministic DDIM, 1 on the full grid is DDPM (fixed_small). */
   eta: number;
@@ -35,6 +36,7 @@ export interface DdimStepInput {
   keepEps?: boolean;
   /** Optional output buffers (reused across steps). */
   out?: Float32Array;
+  /** Optional buffer for x0_hat (reused across steps). */
   x0Out?: Float32Array;
 }
 

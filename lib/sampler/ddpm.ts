@@ -6,10 +6,15 @@ import { abarAt, type NoiseSchedule, posteriorVariance, type VarianceKind } from
 
 /** Inputs of one DDPM step t -> t-1. */
 export interface DdpmStepInput {
+  /** x_t, any number of images concatenated. */
   x: Float32Array;
+  /** eps_hat(x_t, t) for the same images. */
   eps: Float32Array;
+  /** The noise schedule. */
   schedule: NoiseSchedule;
+  /** Current timestep t in 0..T-1; the step goes to t-1. */
   t: number;
+  /** Posterior variance kind. */
   variance: VarianceKind;
   /** z ~ N(0, I); required for t > 0 (no noise is added at t = 0). */
   noise?: Float32Array;
@@ -18,7 +23,9 @@ export interface DdpmStepInput {
   /** Shift added to the posterior mean, scaled by the step variance: mu + var * meanShift
    * (Dhariwal and Nichol's classifier-guided mean; see lib/guidance). */
   meanShift?: Float32Array;
+  /** Optional buffer for x_{t-1} (reused across steps). */
   out?: Float32Array;
+  /** Optional buffer for x0_hat (reused across steps). */
   x0Out?: Float32Array;
 }
 

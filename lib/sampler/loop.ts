@@ -13,8 +13,11 @@ import { ddpmStep } from "./ddpm.ts";
 
 /** Channels, height and width of one image. */
 export interface ImageShape {
+  /** Channels. */
   c: number;
+  /** Height in pixels. */
   h: number;
+  /** Width in pixels. */
   w: number;
 }
 
@@ -22,12 +25,15 @@ export interface ImageShape {
 export interface DenoiseContext {
   /** Images in this call. */
   n: number;
+  /** Shape of each image. */
   shape: ImageShape;
   /** Seeds of these images (per-image streams) and their positions in the whole run. */
   seeds: readonly number[];
+  /** Positions of these images in the whole run (0-based). */
   items: readonly number[];
   /** 0-based step index and number of steps. */
   stepIndex: number;
+  /** Number of steps in the run. */
   steps: number;
   /** The schedule being sampled (guidance weights read abar from it). */
   schedule: NoiseSchedule;
@@ -41,14 +47,21 @@ export type Denoiser = (x: Float32Array, t: number, ctx: DenoiseContext) => Prom
 
 /** Reported after every step (trajectories, progress). Arrays are views valid during the call. */
 export interface StepEvent {
+  /** 0-based index of the step just taken. */
   stepIndex: number;
+  /** Number of steps in the run. */
   steps: number;
+  /** Timestep t the step started from. */
   t: number;
+  /** Timestep t' the step went to (-1 after the last step: the clean image). */
   tPrev: number;
   /** x_t' after the step, and x0_hat of the step, for the images of this batch. */
   x: Float32Array;
+  /** x0_hat of the step, for the images of this batch. */
   x0: Float32Array;
+  /** Positions of these images in the whole run (0-based). */
   items: readonly number[];
+  /** Seeds of these images. */
   seeds: readonly number[];
 }
 
@@ -57,12 +70,15 @@ export type SamplerKind = "ddim" | "ddpm";
 
 /** Everything that determines a sample, as a plain value. */
 export interface SamplerConfig {
+  /** Which sampler runs. */
   sampler: SamplerKind;
+  /** The noise schedule to sample from. */
   schedule: NoiseSchedule;
   /** DDIM steps (grid size); DDPM always runs all T steps and requires steps = T. */
   steps: number;
   /** DDIM eta (ignored for DDPM). */
   eta: number;
+  /** How the DDIM sub-grid spreads over 0..T-1 (DDPM always uses the full grid). */
   spacing: Spacing;
   /** Clip x0_hat to [-1, 1] (DDIM then re-derives eps from the clipped x0_hat; see ddimStep). */
   clip: boolean;
@@ -70,7 +86,9 @@ export interface SamplerConfig {
   keepEps?: boolean;
   /** DDPM variance. */
   variance: VarianceKind;
+  /** One seed per image: sets the number of images and each image's noise stream. */
   seeds: readonly number[];
+  /** Shape of each image. */
   shape: ImageShape;
   /** Images per denoiser call (does not change results). */
   batchSize: number;
@@ -78,7 +96,21 @@ export interface SamplerConfig {
 
 /** Options that do not change results. */
 export interface SampleHooks {
+  /** Called (and awaited) after every step of every batch. */
   onStep?: (ev: StepEvent) => void | Promise<void>;
+  /** Called (and awaited) when a batch is finished, with its final images: write them here so
+   * a killed run can resume. */
+  onBatch?: (ev: BatchEvent) => void | Promise<void>;
+}
+
+/** A finished batch: its images (NCHW, [-1, 1]) and where they sit in the run. */
+export interface BatchEvent {
+  /** Positions of these images in the run. */
+  items: readonly number[];
+  /** Their seeds. */
+  seeds: readonly number[];
+  /** Their final images, concatenated. */
+  x: Float32Array;
 }
 
 /** The timestep grid a config samples on. */
@@ -174,6 +206,7 @@ export async function sample(
       await hooks.onStep?.({ stepIndex: i, steps: pairs.length, t, tPrev, x, x0, items, seeds });
     }
     result.set(x, start * per);
+    await hooks.onBatch?.({ items, seeds, x });
   }
   return result;
 }
