@@ -16,19 +16,20 @@ import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { progress } from "../lib/progress.ts";
 import { parseSeeds, RNG_ID } from "../lib/random.ts";
 import { loadOnnx } from "../lib/runtime/session.ts";
-import { sample, type SamplerConfig } from "../lib/sampler/loop.ts";
+import { sample } from "../lib/sampler/loop.ts";
 import { scheduleFromSpec } from "../lib/schedule.ts";
-import type { Spacing } from "../lib/timesteps.ts";
 import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
 import { parseShard } from "../lib/shard.ts";
 import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
+import { SAMPLER_FLAGS, samplerConfigFromFlags, samplerRecord } from "./_sampler_flags.ts";
 import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
 import { readEnergyStats } from "./energy_stats.ts";
 import { DEFAULT_SCHEDULE } from "./sample.ts";
 
 const FLAGS = {
+  ...SAMPLER_FLAGS,
   model: { type: "string" },
   classifier: { type: "string" },
   class: { type: "string" },
@@ -45,13 +46,7 @@ const FLAGS = {
   point: { type: "string" },
   form: { type: "string" },
   "clip-grad": { type: "string" },
-  steps: { type: "string" },
-  eta: { type: "string" },
-  sampler: { type: "string" },
-  spacing: { type: "string" },
-  clip: { type: "string" },
   seeds: { type: "string" },
-  batch: { type: "string" },
   out: { type: "string" },
   evaluator: { type: "string" },
   trajectory: { type: "boolean" },
@@ -171,8 +166,7 @@ export async function guideTask(args: string[]): Promise<void> {
   const accumulate = parseAccumulate(f.accumulate);
   const point = choiceFlag("point", f.point, ["xt", "x0"] as const, "xt");
   const form = choiceFlag("form", f.form, ["eps", "mean-shift"] as const, "eps");
-  const sampler = choiceFlag("sampler", f.sampler, ["ddim", "ddpm"] as const, "ddim");
-  if (form === "mean-shift" && sampler !== "ddpm") {
+  if (form === "mean-shift" && (f.sampler ?? "ddim") !== "ddpm") {
     throw new UsageError(
       `--form mean-shift shifts the DDPM posterior mean; use it with --sampler ddpm`,
     );
@@ -228,42 +222,12 @@ export async function guideTask(args: string[]): Promise<void> {
   // --- the run: every class gets the same seeds, so rows share their starting noise ---
   const labels = classes.flatMap((k) => seeds.map(() => k));
   const runSeeds = classes.flatMap(() => seeds);
-  const config: SamplerConfig = {
-    sampler,
-    schedule,
-    steps: numberFlag("steps", f.steps, sampler === "ddpm" ? schedule.T : 100, {
-      int: true,
-      min: 1,
-      max: schedule.T,
-    }),
-    eta: numberFlag("eta", f.eta, 0.5, { min: 0 }),
-    spacing: choiceFlag(
-      "spacing",
-      f.spacing,
-      ["leading", "trailing", "linspace"] as const,
-      "leading",
-    ) as Spacing,
-    variance: "fixed_small",
-    clip: choiceFlag(
-      "clip",
-      f.clip,
-      ["true", "false"] as const,
-      (spec.clip_sample ?? true) ? "true" : "false",
-    ) === "true",
-    seeds: runSeeds,
-    shape: { c, h, w },
-    batchSize: numberFlag("batch", f.batch, 16, { int: true, min: 1 }),
-  };
-  if (sampler === "ddpm" && config.steps !== schedule.T) {
-    throw new UsageError(
-      `the DDPM sampler runs all ${schedule.T} steps, not --steps ${config.steps}; drop --steps`,
-    );
-  }
+  const config = samplerConfigFromFlags(f, schedule, spec, { c, h, w }, runSeeds, 0.5);
   const out = f.out ?? "out/guide";
   const shard = parseShard(f.shard);
   const model = await loadOnnx(resolved.bytes, { provider, intraOpThreads: threads });
   if (model.providerNote) console.error(`note: ${model.providerNote}`);
-  const steps = sampler === "ddpm" ? schedule.T : config.steps;
+  const { sampler, steps } = config;
   // --- the run folder: images/<class>/<seed>.png; this shard's missing ones are sampled ---
   const items: RunItem[] = labels.map((k, i) => ({
     seed: runSeeds[i],
@@ -283,12 +247,7 @@ export async function guideTask(args: string[]): Promise<void> {
     point,
     form,
     clipGradNorm,
-    sampler,
-    steps,
-    eta: config.eta,
-    spacing: config.spacing,
-    clip: config.clip,
-    noiseSchedule: spec,
+    ...samplerRecord(config, spec),
     shape: [c, h, w],
     rng: RNG_ID,
   };
@@ -404,19 +363,15 @@ export async function guideTask(args: string[]): Promise<void> {
       direction,
       accumulate,
       scale,
-      schedule: formatStrength(strength.spec),
+      strength: formatStrength(strength.spec),
       activation: strength.activation,
       point,
       form,
       clipGradNorm,
-      sampler,
-      steps,
-      eta: config.eta,
-      spacing: config.spacing,
-      clip: config.clip,
+      ...samplerRecord(config, spec),
+      scheduleName: schedule.name,
       seeds: f.seeds ?? "0-7",
       batch: config.batchSize,
-      noiseSchedule: { ...spec, name: schedule.name },
     },
     results: {
       targetAccuracy: evaluation?.accuracy,

@@ -21,7 +21,7 @@ import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
 import { parseShard, type Shard } from "../lib/shard.ts";
 import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
-import type { Spacing } from "../lib/timesteps.ts";
+import { SAMPLER_FLAGS, samplerConfigFromFlags, samplerRecord } from "./_sampler_flags.ts";
 
 /** The DDPM schedule of google/ddpm-cifar10-32, used for models without a manifest entry. */
 export const DEFAULT_SCHEDULE: ScheduleSpec = {
@@ -33,17 +33,11 @@ export const DEFAULT_SCHEDULE: ScheduleSpec = {
 };
 
 const FLAGS = {
+  ...SAMPLER_FLAGS,
   model: { type: "string" },
   n: { type: "string" },
-  steps: { type: "string" },
-  eta: { type: "string" },
-  sampler: { type: "string" },
-  spacing: { type: "string" },
-  variance: { type: "string" },
   seeds: { type: "string" },
   out: { type: "string" },
-  batch: { type: "string" },
-  clip: { type: "string" },
   trajectory: { type: "boolean" },
   "trajectory-steps": { type: "string" },
   shard: { type: "string" },
@@ -117,44 +111,7 @@ export async function sampleTask(args: string[]): Promise<void> {
     const n = numberFlag("n", f.n, 16, { int: true, min: 1 });
     seeds = Array.from({ length: n }, (_, i) => i);
   }
-  const sampler = choiceFlag("sampler", f.sampler, ["ddim", "ddpm"] as const, "ddim");
-  const config: SamplerConfig = {
-    sampler,
-    schedule,
-    steps: numberFlag("steps", f.steps, sampler === "ddpm" ? schedule.T : 100, {
-      int: true,
-      min: 1,
-      max: schedule.T,
-    }),
-    eta: numberFlag("eta", f.eta, 0, { min: 0 }),
-    spacing: choiceFlag(
-      "spacing",
-      f.spacing,
-      ["leading", "trailing", "linspace"] as const,
-      "leading",
-    ) as Spacing,
-    variance: choiceFlag(
-      "variance",
-      f.variance,
-      ["fixed_small", "fixed_large"] as const,
-      "fixed_small",
-    ),
-    clip: choiceFlag(
-      "clip",
-      f.clip,
-      ["true", "false"] as const,
-      (spec.clip_sample ?? true) ? "true" : "false",
-    ) === "true",
-    seeds,
-    shape,
-    batchSize: numberFlag("batch", f.batch, 16, { int: true, min: 1 }),
-  };
-  if (sampler === "ddpm" && config.steps !== schedule.T) {
-    throw new UsageError(
-      `the DDPM sampler runs all ${schedule.T} steps, not --steps ${config.steps}; ` +
-        `drop --steps, or use --sampler ddim --eta 1 for a stochastic sub-grid`,
-    );
-  }
+  const config = samplerConfigFromFlags(f, schedule, spec, shape, seeds, 0);
   const run: SampleRun = {
     modelRef,
     config,
@@ -177,19 +134,13 @@ export async function sampleTask(args: string[]): Promise<void> {
   });
   const denoiser = onnxDenoiser(model, config.batchSize);
   if (model.providerNote) console.error(`note: ${model.providerNote}`);
-  const steps = config.sampler === "ddpm" ? schedule.T : config.steps;
+  const steps = config.steps;
   // --- the run folder: one file per seed; this shard's missing ones are sampled ---
   const items: RunItem[] = seeds.map((seed) => ({ seed, file: `images/${seed}.png` }));
   const identity = {
     task: "sample",
     model: resolved.sha256,
-    sampler: config.sampler,
-    steps,
-    eta: config.eta,
-    spacing: config.spacing,
-    variance: config.variance,
-    clip: config.clip,
-    schedule: spec,
+    ...samplerRecord(config, spec),
     seeds,
     shape: [c, h, w],
     rng: RNG_ID,
@@ -223,13 +174,8 @@ export async function sampleTask(args: string[]): Promise<void> {
     task: "sample",
     model: { ref: modelRef, id: resolved.id, location: resolved.location, sha256: resolved.sha256 },
     config: {
-      sampler: config.sampler,
-      steps,
-      eta: config.eta,
-      spacing: config.spacing,
-      variance: config.variance,
-      clip: config.clip,
-      schedule: { ...spec, name: schedule.name },
+      ...samplerRecord(config, spec),
+      scheduleName: schedule.name,
       seeds: f.seeds ?? `0-${seeds.length - 1}`,
       n: seeds.length,
       batch: config.batchSize,

@@ -109,6 +109,23 @@ export function mixtureEps(
 }
 
 /**
+ * The constants both mixture graphs use for |x - c mu_k|^2 = |x|^2 - 2c x.mu_k + c^2 |mu_k|^2:
+ * the means transposed to [D, K] (for x . mu_k as one MatMul) and |mu_k|^2 (float32).
+ */
+function meanTerms(m: GaussianMixture): { muT: Float32Array; mm: Float32Array } {
+  const { k, dim } = m;
+  const muT = new Float32Array(dim * k), mm = new Float32Array(k);
+  for (let j = 0; j < k; j++) {
+    for (let p = 0; p < dim; p++) {
+      const mu = m.means[j * dim + p];
+      muT[p * k + j] = mu;
+      mm[j] += mu * mu;
+    }
+  }
+  return { muT, mm };
+}
+
+/**
  * Builds the mixture's exact denoiser as an ONNX graph (opset 17) with the toolkit's denoiser
  * contract: inputs `x` float32 [N,C,H,W] in [-1, 1] and `t` int64 [N]; output `eps` float32
  * [N,C,H,W]. abar_t is a Gather from a table of the schedule (computed in float64, stored float32).
@@ -138,15 +155,7 @@ export function buildMixtureDenoiser(
     b.node("Mul", [a, b.f32("s2", Array.from(m.variances), [1, k])]),
     oneMinusA,
   ]);
-  const muT = new Float32Array(dim * k);
-  const mm = new Float32Array(k);
-  for (let j = 0; j < k; j++) {
-    for (let p = 0; p < dim; p++) {
-      const mu = m.means[j * dim + p];
-      muT[p * k + j] = mu;
-      mm[j] += mu * mu;
-    }
-  }
+  const { muT, mm } = meanTerms(m);
   const xm = b.node("MatMul", [xf, b.constant("muT", [dim, k], muT)]); // [N,K]
   const xx = b.node("ReduceSum", [b.node("Mul", [xf, xf]), b.i64("ax", [1])], { keepdims: 1 });
   // |x - sqrt(abar) mu_k|^2 = |x|^2 - 2 sqrt(abar) x.mu_k + abar |mu_k|^2
@@ -193,13 +202,7 @@ export function buildMixtureClassifier(m: GaussianMixture, shape: ImageShape): U
   const b = new GraphBuilder({ name: "gaussian_mixture_posterior", opset: 13 });
   const x = b.input("x", DataType.FLOAT, ["N", shape.c, shape.h, shape.w]);
   const xf = b.node("Reshape", [x, b.i64("flat", [0, -1])]); // [N,D]
-  const muT = new Float32Array(dim * k), mm = new Float32Array(k);
-  for (let j = 0; j < k; j++) {
-    for (let p = 0; p < dim; p++) {
-      muT[p * k + j] = m.means[j * dim + p];
-      mm[j] += m.means[j * dim + p] ** 2;
-    }
-  }
+  const { muT, mm } = meanTerms(m);
   const xx = b.node("ReduceSum", [b.node("Mul", [xf, xf]), b.i64("ax", [1])], { keepdims: 1 }); // [N,1]
   const xm = b.node("MatMul", [xf, b.constant("muT", [dim, k], muT)]); // [N,K]
   // |x - mu_k|^2 = |x|^2 - 2 x.mu_k + |mu_k|^2

@@ -1,0 +1,85 @@
+/**
+ * The sampler flags shared by `sample` and `guide`, parsed once into a {@link SamplerConfig},
+ * and the sampler's description as recorded in config.json / run.json.
+ * @module
+ */
+import type { ImageShape, SamplerConfig } from "../lib/sampler/loop.ts";
+import type { NoiseSchedule, ScheduleSpec } from "../lib/schedule.ts";
+import type { Spacing } from "../lib/timesteps.ts";
+import { choiceFlag, numberFlag, UsageError } from "./_args.ts";
+
+/** parseArgs option specs of the sampler flags. */
+export const SAMPLER_FLAGS = {
+  sampler: { type: "string" },
+  steps: { type: "string" },
+  eta: { type: "string" },
+  spacing: { type: "string" },
+  variance: { type: "string" },
+  clip: { type: "string" },
+  batch: { type: "string" },
+} as const;
+
+/** Raw values of the sampler flags. */
+export type SamplerFlagValues = { [K in keyof typeof SAMPLER_FLAGS]?: string };
+
+/**
+ * Validates the sampler flags into a config. `defaultEta` differs per task (sample: 0,
+ * guide: 0.5); x0 clipping defaults to the model's clip_sample.
+ */
+export function samplerConfigFromFlags(
+  f: SamplerFlagValues,
+  schedule: NoiseSchedule,
+  spec: ScheduleSpec,
+  shape: ImageShape,
+  seeds: number[],
+  defaultEta: number,
+): SamplerConfig {
+  const sampler = choiceFlag("sampler", f.sampler, ["ddim", "ddpm"] as const, "ddim");
+  const steps = numberFlag("steps", f.steps, sampler === "ddpm" ? schedule.T : 100, {
+    int: true,
+    min: 1,
+    max: schedule.T,
+  });
+  if (sampler === "ddpm" && steps !== schedule.T) {
+    throw new UsageError(
+      `the DDPM sampler runs all ${schedule.T} steps, not --steps ${steps}; ` +
+        `drop --steps, or use --sampler ddim --eta 1 for a stochastic sub-grid`,
+    );
+  }
+  const clipDefault = (spec.clip_sample ?? true) ? "true" : "false";
+  return {
+    sampler,
+    schedule,
+    steps,
+    eta: numberFlag("eta", f.eta, defaultEta, { min: 0 }),
+    spacing: choiceFlag(
+      "spacing",
+      f.spacing,
+      ["leading", "trailing", "linspace"] as const,
+      "leading",
+    ) as Spacing,
+    variance: choiceFlag(
+      "variance",
+      f.variance,
+      ["fixed_small", "fixed_large"] as const,
+      "fixed_small",
+    ),
+    clip: choiceFlag("clip", f.clip, ["true", "false"] as const, clipDefault) === "true",
+    seeds,
+    shape,
+    batchSize: numberFlag("batch", f.batch, 16, { int: true, min: 1 }),
+  };
+}
+
+/** What determines the images besides the model and seeds (for config.json and run.json). */
+export function samplerRecord(cfg: SamplerConfig, spec: ScheduleSpec) {
+  return {
+    sampler: cfg.sampler,
+    steps: cfg.steps,
+    eta: cfg.eta,
+    spacing: cfg.spacing,
+    variance: cfg.variance,
+    clip: cfg.clip,
+    schedule: spec,
+  };
+}
