@@ -185,6 +185,7 @@ const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = 
   "energy-head": async () => (await import("./tasks/energy_head.ts")).energyHeadTask,
   "strength-plot": async () => (await import("./tasks/strength_plot.ts")).strengthPlotTask,
   "merge": async () => (await import("./tasks/merge.ts")).mergeTask,
+  "evaluate": async () => (await import("./tasks/evaluate.ts")).evaluateTask,
 };
 
 /** Runs a task by name with its arguments; returns the process exit code. */

@@ -17,6 +17,7 @@ import { progress } from "../lib/progress.ts";
 import { parseSeeds, RNG_ID } from "../lib/random.ts";
 import { loadOnnx } from "../lib/runtime/session.ts";
 import { sample } from "../lib/sampler/loop.ts";
+import { targetAccuracy } from "../lib/metrics/target_accuracy.ts";
 import { scheduleFromSpec } from "../lib/schedule.ts";
 import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
@@ -115,28 +116,6 @@ function parseAccumulate(raw: string | undefined): Accumulate | undefined {
     throw new UsageError(`--accumulate '${raw}' is invalid: write n,alpha, e.g. 3,0.05`);
   }
   return { n: Number(m[1]), alpha: Number(m[2]) };
-}
-
-/**
- * How a classifier labels the samples: the share assigned to the requested class (target
- * accuracy), per requested class, and the histogram of predicted classes per requested class.
- */
-export function scoreLogits(logits: Float32Array, labels: readonly number[], K: number) {
-  const n = labels.length;
-  const hits = new Float64Array(K), counts = new Float64Array(K);
-  const histogram = Array.from({ length: K }, () => new Array<number>(K).fill(0));
-  for (let i = 0; i < n; i++) {
-    const row = logits.subarray(i * K, (i + 1) * K);
-    const pred = row.indexOf(Math.max(...row));
-    counts[labels[i]]++;
-    histogram[labels[i]][pred]++;
-    if (pred === labels[i]) hits[labels[i]]++;
-  }
-  return {
-    accuracy: hits.reduce((a, b) => a + b) / n,
-    perClass: Array.from(counts, (c, k) => c ? hits[k] / c : null),
-    histogram,
-  };
 }
 
 /** Runs `guide`. */
@@ -340,13 +319,13 @@ export async function guideTask(args: string[]): Promise<void> {
       return s / m;
     });
   const evaluation = evaluator
-    ? scoreLogits(
+    ? targetAccuracy(
       (await evaluator.forward(written, labels.length, labels)).logits,
       labels,
       evaluator.numClasses,
     )
     : undefined;
-  const guideScore = scoreLogits(finalEnergies.logits, labels, classifier.numClasses);
+  const guideScore = targetAccuracy(finalEnergies.logits, labels, classifier.numClasses);
   // --- grids ---
   for (const [ci, k] of classes.entries()) {
     const slice = images.subarray(ci * seeds.length * per, (ci + 1) * seeds.length * per);
@@ -374,13 +353,13 @@ export async function guideTask(args: string[]): Promise<void> {
       batch: config.batchSize,
     },
     results: {
-      targetAccuracy: evaluation?.accuracy,
+      targetAccuracy: evaluation?.overall,
       targetAccuracyPerClass: evaluation
         ? Object.fromEntries(classes.map((k) => [names[k], evaluation.perClass[k]]))
         : undefined,
-      evaluatorHistogram: evaluation ? histo(evaluation.histogram) : undefined,
-      guideAccuracy: guideScore.accuracy,
-      guideHistogram: histo(guideScore.histogram),
+      evaluatorHistogram: evaluation ? histo(evaluation.confusion) : undefined,
+      guideAccuracy: guideScore.overall,
+      guideHistogram: histo(guideScore.confusion),
       meanEnergyX: Object.fromEntries(
         classes.map((k, i) => [names[k], meanBy(finalEnergies.energyX)[i]]),
       ),
@@ -402,7 +381,7 @@ export async function guideTask(args: string[]): Promise<void> {
   };
   await writeJsonAtomic(`${out}/run.json`, result);
   const acc = evaluation
-    ? `, target accuracy ${(evaluation.accuracy * 100).toFixed(1)}% (${evaluatorRef})`
+    ? `, target accuracy ${(evaluation.overall * 100).toFixed(1)}% (${evaluatorRef})`
     : "";
   console.error(
     `guide: ${labels.length} images in ${out} (${plan.todo.length} made now in ${
