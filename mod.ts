@@ -186,6 +186,9 @@ const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = 
   "strength-plot": async () => (await import("./tasks/strength_plot.ts")).strengthPlotTask,
   "merge": async () => (await import("./tasks/merge.ts")).mergeTask,
   "evaluate": async () => (await import("./tasks/evaluate.ts")).evaluateTask,
+  "robust-accuracy": async () => (await import("./tasks/robust_accuracy.ts")).robustAccuracyTask,
+  "noise-accuracy": async () => (await import("./tasks/noise_accuracy.ts")).noiseAccuracyTask,
+  "energy-curve": async () => (await import("./tasks/energy_curve.ts")).energyCurveTask,
 };
 
 /** Runs a task by name with its arguments; returns the process exit code. */

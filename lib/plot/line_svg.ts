@@ -1,0 +1,203 @@
+/**
+ * A self-contained SVG line plot (x increasing to the right) for the experiment figures:
+ * accuracy vs t (thesis Fig 4.5/4.6), energies vs t (Fig 4.9), accuracy vs eps (Table 4.1).
+ * No dependencies: plain string building, matplotlib's tab10 colours.
+ * @module
+ */
+
+/** One curve of {@link linePlotSvg}. */
+export interface LineSeries {
+  /** Legend text. */
+  label: string;
+  /** x values, one per point. */
+  x: readonly number[];
+  /** y values, one per point. */
+  y: readonly number[];
+  /** Dashed stroke (e.g. E(x) beside a solid E(x,y)). */
+  dashed?: boolean;
+  /** Colour index into tab10 (default: the series' position). */
+  color?: number;
+}
+
+/** A horizontal reference line (e.g. chance accuracy). */
+export interface HLine {
+  /** Height of the line, in data units. */
+  y: number;
+  /** Text at its right end. */
+  label: string;
+}
+
+/** Options of {@link linePlotSvg}. */
+export interface LinePlotOptions {
+  /** Title above the plot. */
+  title?: string;
+  /** x-axis label. */
+  xLabel: string;
+  /** y-axis label. */
+  yLabel: string;
+  /** Fixed y range (default: the data's, widened to round ticks). */
+  yRange?: [number, number];
+  /** Horizontal reference lines, drawn grey and dotted, labelled at the right end. */
+  hlines?: HLine[];
+  /** Draw point markers (default: when every series has at most 30 points). */
+  markers?: boolean;
+}
+
+/** tab10 colours, as in matplotlib (the thesis's figures). */
+const COLORS = [
+  "#1f77b4",
+  "#ff7f0e",
+  "#2ca02c",
+  "#d62728",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#7f7f7f",
+  "#bcbd22",
+  "#17becf",
+];
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
+    /"/g,
+    "&quot;",
+  );
+}
+
+function num(v: number, digits = 2): string {
+  return String(Number(v.toFixed(digits)));
+}
+
+/** About `count` round tick values covering [lo, hi] (1, 2, 2.5, 5 x 10^k steps). */
+export function niceTicks(
+  lo: number,
+  hi: number,
+  count = 5,
+): { lo: number; hi: number; ticks: number[] } {
+  if (!(hi > lo)) hi = lo + (lo === 0 ? 1 : Math.abs(lo) * 0.1);
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  const a = Math.floor(lo / step + 1e-9) * step, b = Math.ceil(hi / step - 1e-9) * step;
+  const ticks: number[] = [];
+  for (let v = a; v <= b + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  return { lo: a, hi: b, ticks };
+}
+
+/**
+ * An SVG line plot: one `<polyline>` per series (with a `<title>` naming it), axes with round
+ * ticks, grid lines, optional reference lines and a legend right of the plot. Throws on an
+ * empty plot, mismatched x/y lengths or non-finite values.
+ * @example
+ * ```ts
+ * const svg = linePlotSvg([{ label: "resnet4b", x: [0, 100], y: [0.78, 0.2] }], {
+ *   xLabel: "t", yLabel: "accuracy", yRange: [0, 1], hlines: [{ y: 0.1, label: "chance" }],
+ * });
+ * ```
+ */
+export function linePlotSvg(series: readonly LineSeries[], opts: LinePlotOptions): string {
+  if (series.length === 0) throw new Error("linePlotSvg: no series; pass at least one");
+  for (const s of series) {
+    if (s.x.length !== s.y.length || s.x.length === 0) {
+      throw new Error(
+        `linePlotSvg: series '${s.label}' has ${s.x.length} x and ${s.y.length} y values; ` +
+          `give as many of each, at least one`,
+      );
+    }
+    const bad = [...s.x, ...s.y].findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new Error(`linePlotSvg: series '${s.label}' holds a non-finite value`);
+  }
+  const markers = opts.markers ?? series.every((s) => s.x.length <= 30);
+  const chars = Math.max(...series.map((s) => s.label.length));
+  const legendW = Math.max(120, Math.ceil(50 + 7.2 * chars));
+  const left = 76, top = 44, bottom = 56, plotW = 560;
+  const right = left + plotW;
+  const W = right + 24 + legendW, H = 440;
+  const plotBottom = H - bottom;
+  const PAD = 0.03;
+
+  const xsAll = series.flatMap((s) => [...s.x]);
+  const ysAll = [...series.flatMap((s) => [...s.y]), ...(opts.hlines ?? []).map((h) => h.y)];
+  const xt = niceTicks(Math.min(...xsAll), Math.max(...xsAll), 6);
+  const yt = opts.yRange
+    ? niceTicks(opts.yRange[0], opts.yRange[1], 5)
+    : niceTicks(Math.min(...ysAll), Math.max(...ysAll), 5);
+  const xPad = PAD * (xt.hi - xt.lo), yPad = PAD * (yt.hi - yt.lo);
+  const x = (v: number) => left + (v - xt.lo + xPad) / (xt.hi - xt.lo + 2 * xPad) * plotW;
+  const y = (v: number) =>
+    plotBottom - (v - yt.lo + yPad) / (yt.hi - yt.lo + 2 * yPad) * (plotBottom - top);
+
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" ` +
+    `viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" ` +
+    `font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+  ];
+  if (opts.title) {
+    out.push(
+      `<text x="${W / 2}" y="24" text-anchor="middle" font-size="14">${esc(opts.title)}</text>`,
+    );
+  }
+  for (const t of xt.ticks) {
+    const px = num(x(t));
+    out.push(
+      `<line x1="${px}" y1="${top}" x2="${px}" y2="${plotBottom}" stroke="#e6e6e6"/>`,
+      `<line x1="${px}" y1="${plotBottom}" x2="${px}" y2="${plotBottom + 5}" stroke="black"/>`,
+      `<text x="${px}" y="${plotBottom + 19}" text-anchor="middle">${num(t, 4)}</text>`,
+    );
+  }
+  for (const v of yt.ticks) {
+    const py = num(y(v));
+    out.push(
+      `<line x1="${left}" y1="${py}" x2="${right}" y2="${py}" stroke="#e6e6e6"/>`,
+      `<line x1="${left - 5}" y1="${py}" x2="${left}" y2="${py}" stroke="black"/>`,
+      `<text x="${left - 8}" y="${py}" dy="4" text-anchor="end">${num(v, 4)}</text>`,
+    );
+  }
+  out.push(
+    `<rect x="${left}" y="${top}" width="${plotW}" height="${plotBottom - top}" ` +
+      `fill="none" stroke="black"/>`,
+    `<text x="${(left + right) / 2}" y="${H - 14}" text-anchor="middle">` +
+      `${esc(opts.xLabel)}</text>`,
+    `<text transform="translate(18 ${(top + plotBottom) / 2}) rotate(-90)" ` +
+      `text-anchor="middle">${esc(opts.yLabel)}</text>`,
+  );
+  for (const h of opts.hlines ?? []) {
+    const py = num(y(h.y));
+    out.push(
+      `<line x1="${left}" y1="${py}" x2="${right}" y2="${py}" stroke="#777" ` +
+        `stroke-dasharray="2 3"/>`,
+      `<text x="${right - 4}" y="${py}" dy="-4" text-anchor="end" fill="#555">` +
+        `${esc(h.label)}</text>`,
+    );
+  }
+  series.forEach((s, i) => {
+    const color = COLORS[(s.color ?? i) % COLORS.length];
+    const dash = s.dashed ? ` stroke-dasharray="7 4"` : "";
+    const pts = s.x.map((v, j) => `${num(x(v))},${num(y(s.y[j]))}`).join(" ");
+    out.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="2"${dash} ` +
+        `stroke-linejoin="round" points="${pts}"><title>${esc(s.label)}</title></polyline>`,
+    );
+    if (markers) {
+      for (let j = 0; j < s.x.length; j++) {
+        out.push(
+          `<circle cx="${num(x(s.x[j]))}" cy="${num(y(s.y[j]))}" r="3" fill="${color}"/>`,
+        );
+      }
+    }
+  });
+  const lx = right + 24;
+  series.forEach((s, i) => {
+    const color = COLORS[(s.color ?? i) % COLORS.length];
+    const ly = top + 10 + i * 22;
+    const dash = s.dashed ? ` stroke-dasharray="7 4"` : "";
+    out.push(
+      `<line x1="${lx}" y1="${ly}" x2="${lx + 28}" y2="${ly}" stroke="${color}" ` +
+        `stroke-width="2"${dash}/>`,
+      `<text x="${lx + 34}" y="${ly}" dy="4">${esc(s.label)}</text>`,
+    );
+  });
+  out.push(`</svg>`);
+  return out.join("\n") + "\n";
+}
