@@ -50,6 +50,7 @@ export {
   scheduleFromBetas,
   scheduleFromSpec,
   type ScheduleSpec,
+  scheduleSpecFromDiffusers,
   type VarianceKind,
 } from "./lib/schedule.ts";
 export { type Spacing, stepPairs, thesisGrid, timestepGrid } from "./lib/timesteps.ts";
@@ -185,10 +186,13 @@ const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = 
   "energy-head": async () => (await import("./tasks/energy_head.ts")).energyHeadTask,
   "strength-plot": async () => (await import("./tasks/strength_plot.ts")).strengthPlotTask,
   "merge": async () => (await import("./tasks/merge.ts")).mergeTask,
+  "weights": async () => (await import("./tasks/weights.ts")).weightsTask,
   "evaluate": async () => (await import("./tasks/evaluate.ts")).evaluateTask,
   "robust-accuracy": async () => (await import("./tasks/robust_accuracy.ts")).robustAccuracyTask,
   "noise-accuracy": async () => (await import("./tasks/noise_accuracy.ts")).noiseAccuracyTask,
   "energy-curve": async () => (await import("./tasks/energy_curve.ts")).energyCurveTask,
+  "sweep": async () => (await import("./tasks/sweep.ts")).sweepTask,
+  "report": async () => (await import("./tasks/report.ts")).reportTask,
 };
 
 /** Runs a task by name with its arguments; returns the process exit code. */

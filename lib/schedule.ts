@@ -104,6 +104,46 @@ export interface ScheduleSpec {
   clip_sample?: boolean;
 }
 
+/**
+ * A diffusers scheduler config (scheduler_config.json of DDPMScheduler/DDIMScheduler) as the
+ * toolkit's schedule: beta_schedule linear / scaled_linear / squaredcos_cap_v2 (-> cosine),
+ * num_train_timesteps, beta_start/end, clip_sample. Only eps prediction is supported: the
+ * samplers here read the model output as eps, so v_prediction and sample are refused.
+ */
+export function scheduleSpecFromDiffusers(cfg: Record<string, unknown>): ScheduleSpec {
+  const pred = (cfg.prediction_type as string | undefined) ?? "epsilon";
+  if (pred !== "epsilon") {
+    throw new Error(
+      `scheduler prediction_type '${pred}' is not supported: the toolkit's samplers expect a model ` +
+        `that predicts eps (prediction_type "epsilon")`,
+    );
+  }
+  if (cfg.trained_betas) {
+    throw new Error(
+      "scheduler config with trained_betas is not supported; give beta_schedule instead",
+    );
+  }
+  const kinds: Record<string, ScheduleSpec["type"]> = {
+    linear: "linear",
+    scaled_linear: "scaled_linear",
+    squaredcos_cap_v2: "cosine",
+  };
+  const bs = (cfg.beta_schedule as string | undefined) ?? "linear";
+  const type = kinds[bs];
+  if (!type) {
+    throw new Error(
+      `scheduler beta_schedule '${bs}' is not supported: use linear, scaled_linear or squaredcos_cap_v2`,
+    );
+  }
+  return {
+    type,
+    T: (cfg.num_train_timesteps as number | undefined) ?? 1000,
+    beta_start: (cfg.beta_start as number | undefined) ?? 1e-4,
+    beta_end: (cfg.beta_end as number | undefined) ?? 0.02,
+    clip_sample: (cfg.clip_sample as boolean | undefined) ?? true,
+  };
+}
+
 /** Builds a schedule from its manifest description. */
 export function scheduleFromSpec(spec: ScheduleSpec): NoiseSchedule {
   const T = spec.T ?? 1000;

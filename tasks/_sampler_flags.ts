@@ -4,7 +4,12 @@
  * @module
  */
 import type { ImageShape, SamplerConfig } from "../lib/sampler/loop.ts";
-import type { NoiseSchedule, ScheduleSpec } from "../lib/schedule.ts";
+import {
+  type NoiseSchedule,
+  type ScheduleSpec,
+  scheduleSpecFromDiffusers,
+} from "../lib/schedule.ts";
+import type { ManifestEntry } from "../lib/weights.ts";
 import type { Spacing } from "../lib/timesteps.ts";
 import { choiceFlag, numberFlag, UsageError } from "./_args.ts";
 
@@ -17,7 +22,40 @@ export const SAMPLER_FLAGS = {
   variance: { type: "string" },
   clip: { type: "string" },
   batch: { type: "string" },
+  "scheduler-config": { type: "string" },
 } as const;
+
+/**
+ * The noise schedule of a denoiser: its manifest entry's, else a diffusers scheduler_config.json
+ * given with --scheduler-config, else `fallback` (google/ddpm-cifar10-32's).
+ */
+export async function scheduleSpecFor(
+  entry: ManifestEntry | undefined,
+  schedulerConfig: string | undefined,
+  fallback: ScheduleSpec,
+): Promise<ScheduleSpec> {
+  if (schedulerConfig !== undefined) {
+    if (entry?.schedule) {
+      throw new UsageError(
+        `--scheduler-config is for models given by path; this manifest model has its schedule`,
+      );
+    }
+    let cfg: Record<string, unknown>;
+    try {
+      cfg = JSON.parse(await Deno.readTextFile(schedulerConfig));
+    } catch (e) {
+      throw new UsageError(
+        `--scheduler-config ${schedulerConfig} cannot be read as JSON (${(e as Error).message})`,
+      );
+    }
+    try {
+      return scheduleSpecFromDiffusers(cfg);
+    } catch (e) {
+      throw new UsageError(`--scheduler-config ${schedulerConfig}: ${(e as Error).message}`);
+    }
+  }
+  return entry?.schedule ?? fallback;
+}
 
 /** Raw values of the sampler flags. */
 export type SamplerFlagValues = { [K in keyof typeof SAMPLER_FLAGS]?: string };

@@ -24,7 +24,12 @@ import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
 import { parseShard } from "../lib/shard.ts";
 import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
-import { SAMPLER_FLAGS, samplerConfigFromFlags, samplerRecord } from "./_sampler_flags.ts";
+import {
+  SAMPLER_FLAGS,
+  samplerConfigFromFlags,
+  samplerRecord,
+  scheduleSpecFor,
+} from "./_sampler_flags.ts";
 import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
 import { readEnergyStats } from "./energy_stats.ts";
 import { DEFAULT_SCHEDULE } from "./sample.ts";
@@ -156,7 +161,7 @@ export async function guideTask(args: string[]): Promise<void> {
   const modelRef = f.model ?? await defaultModel("denoiser", base);
   const clfRef = f.classifier ?? await defaultModel("classifier", base);
   const resolved = await resolveModel(modelRef, { kind: "denoiser", base });
-  const spec = resolved.entry?.schedule ?? DEFAULT_SCHEDULE;
+  const spec = await scheduleSpecFor(resolved.entry, f["scheduler-config"], DEFAULT_SCHEDULE);
   const schedule = scheduleFromSpec(spec);
   const [c, h, w] = resolved.entry?.input.shape ?? [3, 32, 32];
   const { classifier, resolved: clfResolved } = await loadClassifierRef(clfRef, base, {

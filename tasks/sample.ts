@@ -21,7 +21,12 @@ import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
 import { parseShard, type Shard } from "../lib/shard.ts";
 import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
-import { SAMPLER_FLAGS, samplerConfigFromFlags, samplerRecord } from "./_sampler_flags.ts";
+import {
+  SAMPLER_FLAGS,
+  samplerConfigFromFlags,
+  samplerRecord,
+  scheduleSpecFor,
+} from "./_sampler_flags.ts";
 
 /** The DDPM schedule of google/ddpm-cifar10-32, used for models without a manifest entry. */
 export const DEFAULT_SCHEDULE: ScheduleSpec = {
@@ -64,7 +69,9 @@ export const SAMPLE_USAGE = `deno task sample [flags]
   --trajectory          also write step-by-step grids (x_t and x0_hat)
   --provider auto|cpu|cuda   execution provider (default auto)
   --threads <int>       ONNX Runtime intra-op threads (default: all cores)
-  --weights <dir|url>   weights folder holding manifest.json (default: the repository's)`;
+  --weights <dir|url>   weights folder holding manifest.json (default: the repository's)
+  --scheduler-config <file>  diffusers scheduler_config.json for a model given by path
+                        (default for such models: linear 1e-4..0.02, T = 1000, clip_sample)`;
 
 /** Parsed and validated configuration of a `sample` run. */
 export interface SampleRun {
@@ -91,7 +98,7 @@ export async function sampleTask(args: string[]): Promise<void> {
   const modelRef = f.model ?? await defaultModel("denoiser", base);
   const resolved = await resolveModel(modelRef, { kind: "denoiser", base });
   const entry = resolved.entry;
-  const spec = entry?.schedule ?? DEFAULT_SCHEDULE;
+  const spec = await scheduleSpecFor(entry, f["scheduler-config"], DEFAULT_SCHEDULE);
   const schedule = scheduleFromSpec(spec);
   const [c, h, w] = entry?.input.shape ?? [3, 32, 32];
   const shape: ImageShape = { c, h, w };
