@@ -1,0 +1,178 @@
+/**
+ * A self-contained SVG scatter plot whose points carry text labels, for trade-off figures such
+ * as the sweep's target accuracy vs Frechet distance (one series per guidance direction, each
+ * point labelled with its scale). Same look as {@link ./line_svg.ts}: tab10 colours, round ticks.
+ * @module
+ */
+import { niceTicks } from "./line_svg.ts";
+
+/** One labelled point of a {@link ScatterSeries}. */
+export interface ScatterPoint {
+  x: number;
+  y: number;
+  /** Text drawn beside the marker (e.g. "s=10"). */
+  label?: string;
+}
+
+/** One series of {@link scatterPlotSvg}. */
+export interface ScatterSeries {
+  /** Legend text. */
+  label: string;
+  points: readonly ScatterPoint[];
+  /** Colour index into tab10 (default: the series' position). */
+  color?: number;
+  /** Dashed connecting line. */
+  dashed?: boolean;
+}
+
+/** Options of {@link scatterPlotSvg}. */
+export interface ScatterPlotOptions {
+  title?: string;
+  xLabel: string;
+  yLabel: string;
+  /** Fixed y range (default: the data's, widened to round ticks). */
+  yRange?: [number, number];
+  /** Join each series' points in the given order with a thin line (default true). */
+  connect?: boolean;
+}
+
+const COLORS = [
+  "#1f77b4",
+  "#ff7f0e",
+  "#2ca02c",
+  "#d62728",
+  "#9467bd",
+  "#8c564b",
+  "#e377c2",
+  "#7f7f7f",
+  "#bcbd22",
+  "#17becf",
+];
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
+    /"/g,
+    "&quot;",
+  );
+}
+
+function num(v: number, digits = 2): string {
+  return String(Number(v.toFixed(digits)));
+}
+
+/**
+ * An SVG scatter plot: markers (with a `<title>` tooltip) and their labels, optional connecting
+ * lines, axes with round ticks and a legend right of the plot. Throws on a plot without points
+ * or with non-finite coordinates, naming the series.
+ * @example
+ * ```ts
+ * const svg = scatterPlotSvg([{
+ *   label: "joint",
+ *   points: [{ x: 6.0, y: 0.62, label: "s=10" }, { x: 9.1, y: 0.81, label: "s=30" }],
+ * }], { xLabel: "FD", yLabel: "target accuracy", yRange: [0, 1] });
+ * ```
+ */
+export function scatterPlotSvg(
+  series: readonly ScatterSeries[],
+  opts: ScatterPlotOptions,
+): string {
+  const all = series.flatMap((s) => s.points);
+  if (all.length === 0) throw new Error("scatterPlotSvg: no points; pass at least one");
+  for (const s of series) {
+    if (s.points.some((p) => !Number.isFinite(p.x) || !Number.isFinite(p.y))) {
+      throw new Error(`scatterPlotSvg: series '${s.label}' holds a non-finite coordinate`);
+    }
+  }
+  const connect = opts.connect ?? true;
+  const chars = Math.max(...series.map((s) => s.label.length));
+  const legendW = Math.max(120, Math.ceil(50 + 7.2 * chars));
+  const left = 76, top = 44, bottom = 56, plotW = 560;
+  const right = left + plotW;
+  const W = right + 24 + legendW, H = 440;
+  const plotBottom = H - bottom;
+  const PAD = 0.06;
+  const xt = niceTicks(Math.min(...all.map((p) => p.x)), Math.max(...all.map((p) => p.x)), 6);
+  const yt = opts.yRange
+    ? niceTicks(opts.yRange[0], opts.yRange[1], 5)
+    : niceTicks(Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y)), 5);
+  const xPad = PAD * (xt.hi - xt.lo), yPad = PAD * (yt.hi - yt.lo);
+  const x = (v: number) => left + (v - xt.lo + xPad) / (xt.hi - xt.lo + 2 * xPad) * plotW;
+  const y = (v: number) =>
+    plotBottom - (v - yt.lo + yPad) / (yt.hi - yt.lo + 2 * yPad) * (plotBottom - top);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" ` +
+    `viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" ` +
+    `font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+  ];
+  if (opts.title) {
+    out.push(
+      `<text x="${W / 2}" y="24" text-anchor="middle" font-size="14">${esc(opts.title)}</text>`,
+    );
+  }
+  for (const t of xt.ticks) {
+    const px = num(x(t));
+    out.push(
+      `<line x1="${px}" y1="${top}" x2="${px}" y2="${plotBottom}" stroke="#e6e6e6"/>`,
+      `<line x1="${px}" y1="${plotBottom}" x2="${px}" y2="${plotBottom + 5}" stroke="black"/>`,
+      `<text x="${px}" y="${plotBottom + 19}" text-anchor="middle">${num(t, 4)}</text>`,
+    );
+  }
+  for (const v of yt.ticks) {
+    const py = num(y(v));
+    out.push(
+      `<line x1="${left}" y1="${py}" x2="${right}" y2="${py}" stroke="#e6e6e6"/>`,
+      `<line x1="${left - 5}" y1="${py}" x2="${left}" y2="${py}" stroke="black"/>`,
+      `<text x="${left - 8}" y="${py}" dy="4" text-anchor="end">${num(v, 4)}</text>`,
+    );
+  }
+  out.push(
+    `<rect x="${left}" y="${top}" width="${plotW}" height="${plotBottom - top}" ` +
+      `fill="none" stroke="black"/>`,
+    `<text x="${(left + right) / 2}" y="${H - 14}" text-anchor="middle">` +
+      `${esc(opts.xLabel)}</text>`,
+    `<text transform="translate(18 ${(top + plotBottom) / 2}) rotate(-90)" ` +
+      `text-anchor="middle">${esc(opts.yLabel)}</text>`,
+  );
+  series.forEach((s, i) => {
+    const color = COLORS[(s.color ?? i) % COLORS.length];
+    const dash = s.dashed ? ` stroke-dasharray="7 4"` : "";
+    if (connect && s.points.length > 1) {
+      const pts = s.points.map((p) => `${num(x(p.x))},${num(y(p.y))}`).join(" ");
+      out.push(
+        `<polyline fill="none" stroke="${color}" stroke-width="1.5" stroke-opacity="0.6"` +
+          `${dash} points="${pts}"/>`,
+      );
+    }
+    for (const p of s.points) {
+      const px = x(p.x), py = y(p.y);
+      const tip = `${s.label}${p.label ? ` ${p.label}` : ""}: (${num(p.x, 4)}, ${num(p.y, 4)})`;
+      out.push(
+        `<circle cx="${num(px)}" cy="${num(py)}" r="4.5" fill="${color}" stroke="white">` +
+          `<title>${esc(tip)}</title></circle>`,
+      );
+      if (p.label) {
+        // Labels go left of points in the right quarter, so they stay inside the frame.
+        const flip = px > left + 0.75 * plotW;
+        out.push(
+          `<text x="${num(px + (flip ? -7 : 7))}" y="${num(py - 6)}" fill="${color}" ` +
+            `text-anchor="${flip ? "end" : "start"}" font-size="11">${esc(p.label)}</text>`,
+        );
+      }
+    }
+  });
+  const lx = right + 24;
+  series.forEach((s, i) => {
+    const color = COLORS[(s.color ?? i) % COLORS.length];
+    const ly = top + 10 + i * 22;
+    const dash = s.dashed ? ` stroke-dasharray="7 4"` : "";
+    out.push(
+      `<line x1="${lx}" y1="${ly}" x2="${lx + 28}" y2="${ly}" stroke="${color}" ` +
+        `stroke-width="1.5"${dash}/>`,
+      `<circle cx="${lx + 14}" cy="${ly}" r="4.5" fill="${color}"/>`,
+      `<text x="${lx + 34}" y="${ly}" dy="4">${esc(s.label)}</text>`,
+    );
+  });
+  out.push(`</svg>`);
+  return out.join("\n") + "\n";
+}
