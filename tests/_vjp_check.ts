@@ -30,6 +30,11 @@ export interface VjpCase {
   /** Appends f(x) to `b` and returns its output value. */
   build: (b: GraphBuilder, x: string) => string;
   xDims: readonly number[];
+  /**
+   * Shape declared for the input x (default xDims): symbolic names (strings) make sizes
+   * unknown when the graph is built, exercising the rules' dynamic (Shape-based) forms.
+   */
+  declaredDims?: readonly (number | string)[];
   precision: Precision;
   /** Opset the forward graph is written for (default 17). */
   opset?: number;
@@ -100,7 +105,7 @@ export function buildCase(c: VjpCase, rng: RandomStream): { bytes: Uint8Array; i
   const b = c.from
     ? GraphBuilder.fromModel(c.from.model)
     : new GraphBuilder({ opset: c.opset ?? 17 });
-  const x = c.from ? c.from.input : b.input("x", elem, c.xDims);
+  const x = c.from ? c.from.input : b.input("x", elem, c.declaredDims ?? c.xDims);
   const y = c.build(b, x);
   const w = appendWeights(b, y, 1.1 + 2 * rng.uniform(), 6 * rng.uniform(), elem);
   const g = appendVjp(b, y, w, x);

@@ -2,11 +2,14 @@
 // (tests/_vjp_check.ts). ORT's CPU Conv, ConvTranspose, AveragePool and GlobalAveragePool are
 // float32-only, so those run in float32 (step 1e-2, tolerance 1e-2 relative; they are linear in
 // x, so only float32 rounding enters); BatchNormalization and MaxPool run in float64 (1e-6).
+import assert from "node:assert/strict";
 import fc from "fast-check";
 import { float, type GraphBuilder } from "../lib/onnx/builder.ts";
-import { DataType } from "../lib/onnx/proto.ts";
+import { DataType, decodeModel } from "../lib/onnx/proto.ts";
+import { makeTensor, tensorToFloat64 } from "../lib/onnx/tensor.ts";
+import { RandomStream } from "../lib/random.ts";
 import { property, randomConst, seedArb } from "./_vjp_arbitraries.ts";
-import { checkVjp, distinctValues } from "./_vjp_check.ts";
+import { buildCase, checkVjp, distinctValues, type VjpCase } from "./_vjp_check.ts";
 
 const F = DataType.FLOAT, D = DataType.DOUBLE;
 const pair = (min: number, max: number) =>
@@ -41,6 +44,9 @@ const convCase = fc.record({
   size: pair(3, 8),
   bias: fc.boolean(),
   kernelAttr: fc.boolean(),
+  weight: fc.constantFrom<WeightKind>("initializer", "constant", "computed"),
+  // Spatial sizes declared symbolic: the strided backward takes its run-time (Shape) form.
+  symbolic: fc.boolean(),
   opset: fc.constantFrom(9, 11, 17),
   seed: seedArb,
 }).map((c) => ({
@@ -56,33 +62,312 @@ const convCase = fc.record({
   })
 );
 
+/**
+ * How a conv weight is given: an initializer, a Constant node (both folded into a flipped
+ * initializer by the stride-1 rule), or computed in the graph (flipped in the graph).
+ */
+type WeightKind = "initializer" | "constant" | "computed";
+
+/** A float32 conv weight [cout, cinPer, ...kernel] of the given kind. */
+function convWeight(b: GraphBuilder, dims: number[], seed: number, kind: WeightKind): string {
+  const w = randomConst(b, dims, seed, F);
+  if (kind === "initializer") return w;
+  if (kind === "computed") return b.node("Identity", [w]);
+  const t = b.initializer(w)!;
+  b.graph.initializer = b.graph.initializer!.filter((i) => i !== t);
+  const data = Float32Array.from(tensorToFloat64(t));
+  return b.node("Constant", [], { value: makeTensor("value", t.dims!, data) });
+}
+
+interface ConvSpec {
+  nsp: number;
+  batch: number;
+  groups: number;
+  cinPer: number;
+  coutPer: number;
+  k: readonly number[];
+  s: readonly number[];
+  d: readonly number[];
+  p: readonly number[];
+  autoPad: string;
+  size: readonly number[];
+  bias: boolean;
+  kernelAttr: boolean;
+  weight: WeightKind;
+  symbolic: boolean;
+  opset: number;
+  seed: number;
+}
+
+/** The finite-difference case of a Conv (x float32 [batch, groups cinPer, ...size]). */
+function convVjpCase(c: ConvSpec): VjpCase {
+  const n = c.nsp;
+  const cin = c.groups * c.cinPer, cout = c.groups * c.coutPer;
+  const kernel = spatial(c.k, n);
+  const xDims = [c.batch, cin, ...spatial(c.size, n)];
+  return {
+    build: (b, x) => {
+      const w = convWeight(b, [cout, c.cinPer, ...kernel], c.seed, c.weight);
+      const inputs = c.bias ? [x, w, randomConst(b, [cout], c.seed + 1, F)] : [x, w];
+      return b.node("Conv", inputs, {
+        kernel_shape: c.kernelAttr ? kernel : undefined,
+        strides: spatial(c.s, n),
+        dilations: spatial(c.d, n),
+        group: c.groups,
+        auto_pad: c.autoPad === "NOTSET" ? undefined : c.autoPad,
+        pads: c.autoPad === "NOTSET" ? padsOf(c.p, n) : undefined,
+      });
+    },
+    xDims,
+    declaredDims: c.symbolic ? [c.batch, cin, ...spatial(c.size, n).map((_, i) => `h${i}`)] : xDims,
+    precision: "float",
+    opset: c.opset,
+    seed: c.seed,
+  };
+}
+
+/** Op types of the case's graph (forward, objective and backward nodes). */
+function opsOf(c: VjpCase): string[] {
+  const { bytes } = buildCase(c, new RandomStream(c.seed));
+  return decodeModel(bytes).graph.node.map((node) => node.op_type);
+}
+
+const count = (ops: readonly string[], op: string) => ops.filter((o) => o === op).length;
+
 property(
-  "vjp: Conv with strides, pads, auto_pad, dilations, groups, bias (float32)",
+  "vjp: Conv with strides, pads, auto_pad, dilations, groups, bias, weight kinds, static or " +
+    "symbolic sizes (float32)",
   convCase,
-  (c) => {
-    const n = c.nsp;
-    const cin = c.groups * c.cinPer, cout = c.groups * c.coutPer;
-    const kernel = spatial(c.k, n);
-    return checkVjp({
-      build: (b, x) => {
-        const w = randomConst(b, [cout, c.cinPer, ...kernel], c.seed, F);
-        const inputs = c.bias ? [x, w, randomConst(b, [cout], c.seed + 1, F)] : [x, w];
-        return b.node("Conv", inputs, {
-          kernel_shape: c.kernelAttr ? kernel : undefined,
-          strides: spatial(c.s, n),
-          dilations: spatial(c.d, n),
-          group: c.groups,
-          auto_pad: c.autoPad === "NOTSET" ? undefined : c.autoPad,
-          pads: c.autoPad === "NOTSET" ? padsOf(c.p, n) : undefined,
-        });
-      },
-      xDims: [c.batch, cin, ...spatial(c.size, n)],
-      precision: "float",
-      opset: c.opset,
-      seed: c.seed,
-    }, `Conv ${JSON.stringify(c)}`);
+  (c) => checkVjp(convVjpCase(c), `Conv ${JSON.stringify(c)}`),
+);
+
+/** Kernel extent per spatial axis. */
+const extentOf = (c: ConvSpec) => spatial(c.k, c.nsp).map((k, i) => (k - 1) * c.d[i] + 1);
+
+property(
+  "vjp: stride-1 Conv takes the flipped-weight Conv form (groups, dilations, asymmetric pads, " +
+    "SAME_*, weight kinds) (float32)",
+  fc.record({
+    nsp: fc.constantFrom(1, 2),
+    batch: fc.integer({ min: 1, max: 2 }),
+    groups: fc.integer({ min: 1, max: 3 }),
+    cinPer: fc.integer({ min: 1, max: 2 }),
+    coutPer: fc.integer({ min: 1, max: 3 }),
+    k: pair(1, 4),
+    s: fc.constant([1, 1]),
+    d: pair(1, 3),
+    p: quad(0, 6),
+    autoPad: fc.constantFrom("NOTSET", "NOTSET", "NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"),
+    size: pair(3, 9),
+    bias: fc.boolean(),
+    kernelAttr: fc.boolean(),
+    weight: fc.constantFrom<WeightKind>("initializer", "constant", "computed"),
+    symbolic: fc.boolean(),
+    opset: fc.constantFrom(9, 11, 17),
+    seed: seedArb,
+  }).map((c) => {
+    const d = c.autoPad.startsWith("SAME") ? [1, 1] : c.d;
+    // Pads up to extent - 1 per side (the flipped form); fallback cases are tested below.
+    const p = c.p.map((v, i) => v % ((c.k[i % 2] - 1) * d[i % 2] + 1));
+    return { ...c, d, p };
+  }).filter((c) =>
+    extentOf(c).every((e, i) => c.size[i] + (c.autoPad === "VALID" ? 0 : c.p[i] + c.p[i + 2]) >= e)
+  ),
+  async (c) => {
+    const vc = convVjpCase(c);
+    const ops = opsOf(vc);
+    assert.equal(count(ops, "ConvTranspose"), 0, `stride 1 uses no ConvTranspose: ${ops}`);
+    assert.equal(count(ops, "Pad"), 0, `stride 1 needs no Pad: ${ops}`);
+    assert.equal(count(ops, "Conv"), 2, `forward Conv + adjoint Conv: ${ops}`);
+    // A constant weight is flipped once at build time; a computed one in the graph.
+    assert.equal(count(ops, "Slice") > 0, c.weight === "computed", `weight flip: ${ops}`);
+    await checkVjp(vc, `stride-1 Conv ${JSON.stringify(c)}`);
   },
 );
+
+property(
+  "vjp: stride-1 Conv with pads beyond the kernel extent: ConvTranspose with pads (float32)",
+  fc.record({
+    nsp: fc.constantFrom(1, 2),
+    groups: fc.integer({ min: 1, max: 2 }),
+    k: pair(1, 3),
+    d: pair(1, 2),
+    p: quad(0, 5),
+    size: pair(2, 6),
+    weight: fc.constantFrom<WeightKind>("initializer", "computed"),
+    seed: seedArb,
+  }).map((c) => ({
+    ...c,
+    batch: 2,
+    cinPer: 2,
+    coutPer: 1,
+    s: [1, 1],
+    autoPad: "NOTSET",
+    bias: false,
+    kernelAttr: false,
+    symbolic: false,
+    opset: 17,
+    // at least one pad past extent - 1
+    p: c.p.map((v, i) => i === 0 ? (c.k[0] - 1) * c.d[0] + 1 + (v % 2) : v),
+  })).filter((c) => extentOf(c).every((e, i) => c.size[i] + c.p[i] + c.p[i + 2] >= e)),
+  async (c) => {
+    const vc = convVjpCase(c);
+    const ops = opsOf(vc);
+    assert.deepEqual([count(ops, "ConvTranspose"), count(ops, "Pad")], [1, 0], `${ops}`);
+    await checkVjp(vc, `stride-1 Conv, large pads ${JSON.stringify(c)}`);
+  },
+);
+
+property(
+  "vjp: strided Conv with static sizes: one ConvTranspose with pads/output_padding, no Pad " +
+    "(groups, dilations, asymmetric pads, SAME_*) (float32)",
+  fc.record({
+    nsp: fc.constantFrom(1, 2),
+    batch: fc.integer({ min: 1, max: 2 }),
+    groups: fc.integer({ min: 1, max: 3 }),
+    cinPer: fc.integer({ min: 1, max: 2 }),
+    coutPer: fc.integer({ min: 1, max: 2 }),
+    k: pair(1, 4),
+    s: pair(1, 4),
+    d: pair(1, 3),
+    p: quad(0, 3),
+    autoPad: fc.constantFrom("NOTSET", "NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"),
+    size: pair(2, 11),
+    bias: fc.boolean(),
+    kernelAttr: fc.boolean(),
+    weight: fc.constantFrom<WeightKind>("initializer", "computed"),
+    opset: fc.constantFrom(9, 17),
+    seed: seedArb,
+  }).map((c) => ({
+    ...c,
+    symbolic: false,
+    s: [c.s[0] === 1 ? 2 : c.s[0], c.s[1]], // strided on the first axis
+    d: c.autoPad.startsWith("SAME") ? [1, 1] : c.d,
+  })).filter((c) =>
+    extentOf(c).every((e, i) => {
+      const h = c.size[i];
+      if (c.autoPad === "VALID") return h >= e;
+      if (c.autoPad === "NOTSET") return h + c.p[i] + c.p[i + 2] >= e;
+      return true;
+    })
+  ),
+  async (c) => {
+    const vc = convVjpCase(c);
+    const ops = opsOf(vc);
+    assert.deepEqual([count(ops, "ConvTranspose"), count(ops, "Pad")], [1, 0], `${ops}`);
+    await checkVjp(vc, `strided Conv, static sizes ${JSON.stringify(c)}`);
+  },
+);
+
+property(
+  "vjp: two chained Convs (Tanh between): the second conv's input sizes are inferred statically " +
+    "(a wrong size fails the run or the gradient shape), so both take the static forms (float32)",
+  fc.record({
+    layers: fc.array(
+      fc.record({
+        k: pair(1, 3),
+        s: pair(1, 3),
+        p: quad(0, 2),
+        autoPad: fc.constantFrom("NOTSET", "NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"),
+        d: pair(1, 2),
+      }),
+      { minLength: 2, maxLength: 2 },
+    ),
+    size: pair(5, 12),
+    seed: seedArb,
+  }).map((c) => ({
+    ...c,
+    layers: c.layers.map((l) => ({ ...l, d: l.autoPad.startsWith("SAME") ? [1, 1] : l.d })),
+  })),
+  async (c) => {
+    const vc: VjpCase = {
+      build: (b, x) => {
+        let v = x;
+        c.layers.forEach((l, i) => {
+          if (i > 0) v = b.node("Tanh", [v]);
+          v = b.node("Conv", [v, randomConst(b, [2, 2, ...l.k], c.seed + i, F)], {
+            strides: l.s,
+            dilations: l.d,
+            auto_pad: l.autoPad === "NOTSET" ? undefined : l.autoPad,
+            pads: l.autoPad === "NOTSET" ? l.p : undefined,
+          });
+        });
+        return v;
+      },
+      xDims: [2, 2, ...c.size],
+      precision: "float",
+      seed: c.seed,
+    };
+    // Skip chains whose second conv does not fit its input (ORT refuses those).
+    let h: number[] = [...c.size];
+    for (const l of c.layers) {
+      h = h.map((hi, i) => {
+        const e = (l.k[i] - 1) * l.d[i] + 1;
+        if (l.autoPad.startsWith("SAME")) return Math.ceil(hi / l.s[i]);
+        const padded = l.autoPad === "VALID" ? hi : hi + l.p[i] + l.p[i + 2];
+        return Math.floor((padded - e) / l.s[i]) + 1;
+      });
+      if (h.some((v) => v < 1)) return;
+    }
+    const ops = opsOf(vc);
+    assert.equal(count(ops, "Pad"), 0, `static forms only: ${ops}`);
+    await checkVjp(vc, `Conv chain ${JSON.stringify(c)}`);
+  },
+);
+
+Deno.test("vjp: stride-1 Conv, fixed cases: groups with C/g != M/g, dilation, asymmetric pads, each weight kind", async () => {
+  for (const weight of ["initializer", "constant", "computed"] as const) {
+    for (const [nsp, autoPad] of [[2, "NOTSET"], [1, "NOTSET"], [2, "SAME_LOWER"]] as const) {
+      const c: ConvSpec = {
+        nsp,
+        batch: 2,
+        groups: 2,
+        cinPer: 2,
+        coutPer: 3,
+        k: [3, 2],
+        s: [1, 1],
+        d: autoPad === "NOTSET" ? [2, 3] : [1, 1],
+        p: [0, 3, 4, 1],
+        autoPad,
+        size: [6, 5],
+        bias: true,
+        kernelAttr: weight !== "computed",
+        weight,
+        symbolic: weight === "constant",
+        opset: 17,
+        seed: 11,
+      };
+      const ops = opsOf(convVjpCase(c));
+      assert.deepEqual([count(ops, "Conv"), count(ops, "ConvTranspose")], [2, 0], `${ops}`);
+      await checkVjp(convVjpCase(c), `stride-1 Conv ${JSON.stringify(c)}`);
+    }
+  }
+});
+
+Deno.test("vjp: strided Conv with symbolic sizes keeps the run-time form (ConvTranspose, Pad)", async () => {
+  const c: ConvSpec = {
+    nsp: 2,
+    batch: 2,
+    groups: 2,
+    cinPer: 2,
+    coutPer: 1,
+    k: [3, 2],
+    s: [2, 3],
+    d: [1, 2],
+    p: [1, 0, 2, 1],
+    autoPad: "NOTSET",
+    size: [7, 8],
+    bias: true,
+    kernelAttr: false,
+    weight: "initializer",
+    symbolic: true,
+    opset: 17,
+    seed: 5,
+  };
+  const ops = opsOf(convVjpCase(c));
+  assert.deepEqual([count(ops, "ConvTranspose"), count(ops, "Pad")], [1, 1], `${ops}`);
+  await checkVjp(convVjpCase(c), "strided Conv, symbolic sizes");
+});
 
 const convTransposeCase = fc.record({
   nsp: fc.constantFrom(1, 2),

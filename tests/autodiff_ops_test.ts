@@ -108,17 +108,24 @@ const broadcastCase = fc.record({
   onesA: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
   onesB: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
   side: fc.constantFrom("a", "b", "both"),
+  // Declared shape of x: sizes (static reduction axes), or some/all as symbols (run-time axes).
+  symbolic: fc.constantFrom("none", "some", "all"),
   seed: seedArb,
 });
 
 property(
-  "vjp: Add/Sub/Mul/Div with numpy broadcasting, gradient of either operand or both",
+  "vjp: Add/Sub/Mul/Div with numpy broadcasting, gradient of either operand or both; x's " +
+    "shape declared static or (partly) symbolic",
   broadcastCase,
-  ({ op, full, keepA, keepB, onesA, onesB, side, seed }) => {
+  ({ op, full, keepA, keepB, onesA, onesB, side, symbolic, seed }) => {
     const dimsA = broadcastShape(full, keepA, onesA);
     const dimsB = broadcastShape(full, keepB, onesB);
     const xDims = side === "b" ? dimsB : dimsA;
+    const declaredDims = xDims.map((d, i) =>
+      symbolic === "all" || (symbolic === "some" && i % 2 === 0) ? `d${i}` : d
+    );
     return checkVjp({
+      declaredDims,
       build: (b, x) => {
         // "both": the second operand is a function of x broadcast against x itself.
         if (side === "both") {
@@ -134,7 +141,7 @@ property(
       precision: "double",
       seed,
       sample: op === "Div" && side === "b" ? awayFromZero(0.5) : undefined,
-    }, `${op} ${side} [${dimsA}]x[${dimsB}]`);
+    }, `${op} ${side} [${dimsA}]x[${dimsB}] declared [${declaredDims}]`);
   },
 );
 

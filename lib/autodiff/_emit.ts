@@ -8,7 +8,7 @@
 import { type DecodedAttr, getAttr, type GraphBuilder } from "../onnx/builder.ts";
 import { DataType, type NodeProto, type TensorProto } from "../onnx/proto.ts";
 import { makeTensor } from "../onnx/tensor.ts";
-import { staticElemType } from "./static_info.ts";
+import { staticElemType, staticShape } from "./static_info.ts";
 
 /** Integer attribute `name` of `node`, or `fallback`. */
 export function intAttr(node: NodeProto, name: string, fallback: number): number {
@@ -121,16 +121,39 @@ export function spatialShape(b: GraphBuilder, v: string): string {
 
 /**
  * The gradient of a numpy-broadcast operand: sums `g` (the output cotangent) over the axes that
- * broadcasting added or stretched, then reshapes to Shape(operand). The axes are found at run
- * time: Shape(operand) is left-padded with ones to the rank of `g`, and every axis where it is 1
- * is summed with keepdims (summing a size-1 axis of `g` changes nothing), so dynamic shapes work.
+ * broadcasting added or stretched, then reshapes to Shape(operand). `out` is a value with g's
+ * shape (the forward output; default `g` itself), used to decide statically where shapes are
+ * known: when the operand provably has g's shape, g is returned as is; when the operand's
+ * shape is fully known, the axes are constants. Otherwise the axes are found at run time:
+ * Shape(operand) is left-padded with ones to the rank of `g`, and every axis where it is 1 is
+ * summed with keepdims (summing a size-1 axis of `g` changes nothing), so dynamic shapes work.
  */
-export function unbroadcast(b: GraphBuilder, g: string, operand: string): string {
+export function unbroadcast(b: GraphBuilder, g: string, operand: string, out = g): string {
+  const so = staticShape(b, operand), sg = staticShape(b, out);
+  if (so && sg && so.length <= sg.length) {
+    const padded = [...Array(sg.length - so.length).fill(1), ...so];
+    // An axis is kept as is when the operand's size there is known to be g's (the same number
+    // or symbol), or a known size other than 1 (broadcasting then requires g's size to match).
+    const kept = padded.map((d, i) =>
+      d !== undefined && (d === sg[i] || (typeof d === "number" && d !== 1))
+    );
+    if (so.length === sg.length && kept.every((k) => k)) return g;
+    if (so.every((d) => typeof d === "number")) {
+      const axes = padded.flatMap((d, i) => d === 1 && sg[i] !== 1 ? [i] : []);
+      const summed = axes.length === 0
+        ? g
+        : b.node("ReduceSum", [g, i64Const(b, axes)], { keepdims: 1 });
+      // summed now has the shape `padded` (summed axes are 1, the others match g's sizes).
+      return so.length === sg.length
+        ? summed
+        : b.node("Reshape", [summed, i64Const(b, so as number[])], { allowzero: 1 });
+    }
+  }
   const sa = b.node("Shape", [operand]);
   const diff = b.node("Sub", [b.node("Shape", [b.node("Shape", [g])]), b.node("Shape", [sa])]);
   const ones = b.node("ConstantOfShape", [diff], { value: i64Fill(1) });
-  const padded = b.node("Concat", [ones, sa], { axis: 0 });
-  const mask = b.node("Equal", [padded, i64Const(b, 1, [])]);
+  const paddedShape = b.node("Concat", [ones, sa], { axis: 0 });
+  const mask = b.node("Equal", [paddedShape, i64Const(b, 1, [])]);
   const axes = b.node("Reshape", [b.node("NonZero", [mask]), i64Const(b, [-1])]);
   const summed = b.node("ReduceSum", [g, axes], { keepdims: 1, noop_with_empty_axes: 1 });
   return b.node("Reshape", [summed, sa], { allowzero: 1 });

@@ -3,14 +3,17 @@
  *
  * Conv and ConvTranspose are adjoint linear maps for the same weights, strides, dilations and
  * groups (Dumoulin and Visin 2016, "A guide to convolution arithmetic", §4), so the input
- * gradient of one is the other. Padding is handled outside the adjoint op and at run time:
- * the transposed conv is taken without pads (its "full" result) and then cropped or zero-padded
- * with one Pad whose amounts come from Shape(x), which covers asymmetric pads, auto_pad SAME_*
- * and the rows a strided conv never reads, for any (dynamic) input size.
+ * gradient of one is the other. For Conv the cheapest exact form is picked from what is known
+ * when the graph is built: at stride 1 the adjoint is itself a Conv (flipped weights, §4.1),
+ * which runtimes run much faster than ConvTranspose; with static pads and input sizes the
+ * padding goes into ConvTranspose's own pads/output_padding; otherwise the transposed conv is
+ * taken without pads (its "full" result) and cropped or zero-padded with one Pad whose amounts
+ * come from Shape(x), which covers asymmetric pads, auto_pad SAME_* and the rows a strided conv
+ * never reads, for any (dynamic) input size.
  * @module
  */
 import type { GraphBuilder } from "../onnx/builder.ts";
-import type { NodeProto } from "../onnx/proto.ts";
+import { DataType, type NodeProto } from "../onnx/proto.ts";
 import {
   castLike,
   constLike,
@@ -23,7 +26,7 @@ import {
   spatialShape,
   stringAttr,
 } from "./_emit.ts";
-import { staticRank } from "./static_info.ts";
+import { type StaticDim, staticElemType, staticRank, staticShape } from "./static_info.ts";
 import { describeNode, type GradRule, type VjpContext } from "./rule.ts";
 
 /** Number of spatial axes of a conv/pool node: from its attributes, weight, or input rank. */
@@ -111,23 +114,210 @@ export function padSpatial(b: GraphBuilder, v: string, begin: string, end: strin
 }
 
 /**
- * Conv: dX = ConvTranspose(dY, W) with the conv's strides, dilations and group and no pads
- * (size s (out - 1) + (k - 1) d + 1 per axis), then cropped by the begin pads and cut or
- * zero-extended at the end to Shape(X).
+ * Begin and end pads of a conv per spatial axis as numbers, when they can be told statically:
+ * always for NOTSET and VALID; for SAME_* when every stride is 1 (total = extent - 1) or the
+ * input's spatial sizes `h` are known (the ONNX rule, as in {@link beginPads}).
+ */
+export function staticPads(
+  node: NodeProto,
+  n: number,
+  extent: readonly number[],
+  h: readonly StaticDim[] | undefined,
+): { begin: number[]; end: number[] } | undefined {
+  const autoPad = stringAttr(node, "auto_pad", "NOTSET");
+  if (autoPad === "NOTSET") {
+    const pads = listAttr(node, "pads", 2 * n, 0);
+    return { begin: pads.slice(0, n), end: pads.slice(n, 2 * n) };
+  }
+  if (autoPad === "VALID") return { begin: Array(n).fill(0), end: Array(n).fill(0) };
+  if (autoPad !== "SAME_UPPER" && autoPad !== "SAME_LOWER") return undefined;
+  const strides = listAttr(node, "strides", n, 1);
+  const total: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const hi = h?.[i];
+    if (strides[i] === 1) total.push(extent[i] - 1);
+    else if (typeof hi === "number") {
+      total.push(Math.max(0, (Math.ceil(hi / strides[i]) - 1) * strides[i] + extent[i] - hi));
+    } else return undefined;
+  }
+  const small = total.map((t) => Math.floor(t / 2));
+  const begin = autoPad === "SAME_UPPER" ? small : total.map((t, i) => t - small[i]);
+  return { begin, end: total.map((t, i) => t - begin[i]) };
+}
+
+/** The kernel's spatial sizes, from kernel_shape or the weight's static shape. */
+function staticKernel(
+  b: GraphBuilder,
+  node: NodeProto,
+  w: string,
+  n: number,
+): number[] | undefined {
+  const attr = intsAttr(node, "kernel_shape");
+  if (attr && attr.length === n) return attr;
+  const dims = staticShape(b, w)?.slice(2);
+  return dims?.length === n && dims.every((d) => typeof d === "number")
+    ? dims as number[]
+    : undefined;
+}
+
+/**
+ * The values of `w` when it is a float32/float64 constant (an initializer that is not also a
+ * graph input, which a caller could override, or a Constant node's output); else undefined.
+ */
+function constantWeight(
+  b: GraphBuilder,
+  w: string,
+): { dims: number[]; values: Float64Array; type: number } | undefined {
+  const isConstantNode = b.graph.node.some((m) => m.op_type === "Constant" && m.output[0] === w);
+  const type = b.initializer(w)?.data_type ?? (isConstantNode ? staticElemType(b, w) : undefined);
+  if (b.graph.input.some((v) => v.name === w)) return undefined;
+  if (type !== DataType.FLOAT && type !== DataType.DOUBLE) return undefined;
+  const value = b.constantValue(w);
+  return value && { ...value, type };
+}
+
+/** A constant of element type `type` (float32 or float64) with the given values. */
+function floatConstant(
+  b: GraphBuilder,
+  hint: string,
+  dims: readonly number[],
+  type: number,
+  values: ArrayLike<number>,
+): string {
+  return b.constant(
+    hint,
+    dims,
+    type === DataType.FLOAT ? Float32Array.from(values) : Float64Array.from(values),
+  );
+}
+
+const flipped = new WeakMap<GraphBuilder, Map<string, string>>();
+
+/**
+ * The weight of the adjoint conv of a stride-1 conv with weight `w` ([M, C/g, k...], `group`
+ * g): in and out channels swapped within each group and every spatial axis reversed, shape
+ * [C, M/g, k...], so that W'[gi C/g + c, m, k'] = W[gi M/g + m, c, K - 1 - k']. Computed once
+ * as an initializer when `w` is a float32/float64 constant (not overridable as a graph input);
+ * otherwise built in the graph (Reshape, Transpose, Slice with step -1).
+ */
+function flippedWeight(b: GraphBuilder, w: string, group: number, n: number): string {
+  let cache = flipped.get(b);
+  if (!cache) flipped.set(b, cache = new Map());
+  const key = `${w}/${group}`;
+  const hit = cache.get(key);
+  if (hit && b.initializer(hit)) return hit;
+  const value = constantWeight(b, w);
+  if (value && value.dims.length === n + 2) {
+    const [M, Cg, ...k] = value.dims;
+    const P = k.reduce((a, v) => a * v, 1), Mg = M / group;
+    const out = new Float64Array(M * Cg * P);
+    for (let gi = 0; gi < group; gi++) {
+      for (let c = 0; c < Cg; c++) {
+        for (let m = 0; m < Mg; m++) {
+          const to = ((gi * Cg + c) * Mg + m) * P, from = ((gi * Mg + m) * Cg + c) * P;
+          for (let p = 0; p < P; p++) out[to + p] = value.values[from + P - 1 - p];
+        }
+      }
+    }
+    const name = floatConstant(b, `${w}_adjoint`, [group * Cg, Mg, ...k], value.type, out);
+    cache.set(key, name);
+    return name;
+  }
+  const spatialAxes = Array.from({ length: n }, (_, i) => i + 2);
+  let swapped: string;
+  if (group === 1) {
+    swapped = b.node("Transpose", [w], { perm: [1, 0, ...spatialAxes] });
+  } else {
+    // [M, C/g, k...] -> [g, M/g, C/g, k...] -> [g, C/g, M/g, k...] -> [C, M/g, k...]
+    const shape = b.node("Shape", [w]);
+    const m = b.node("Slice", [shape, i64Const(b, [0]), i64Const(b, [1])]);
+    const mg = b.node("Div", [m, i64Const(b, [group])]);
+    const grouped = b.node("Reshape", [
+      w,
+      b.node("Concat", [i64Const(b, [group]), mg, b.node("Shape", [w], { start: 1 })], {
+        axis: 0,
+      }),
+    ]);
+    const t = b.node("Transpose", [grouped], { perm: [0, 2, 1, ...spatialAxes.map((a) => a + 1)] });
+    swapped = b.node("Reshape", [
+      t,
+      b.node("Concat", [i64Const(b, [-1]), mg, spatialShape(b, w)], { axis: 0 }),
+    ]);
+  }
+  return b.node("Slice", [
+    swapped,
+    i64Const(b, Array(n).fill(-1)),
+    i64Const(b, Array(n).fill(-(2 ** 63))),
+    i64Const(b, spatialAxes),
+    i64Const(b, Array(n).fill(-1)),
+  ]);
+}
+
+/**
+ * Conv: dX is the adjoint (transposed) conv of dY with the same weights, strides, dilations and
+ * group, cut to the input: dX[j] = F[j + pad_begin] for j < H, where F (size
+ * s (out - 1) + (k - 1) d + 1 per axis) is the unpadded transposed conv, zero beyond its end.
+ * The cheapest exact form is chosen from what is known statically:
+ * - stride 1 with known pads p_b, p_e <= extent - 1: a plain Conv of dY with the flipped weight
+ *   ({@link flippedWeight}) and pads extent - 1 - p (the correlation/convolution identity);
+ *   runtimes run Conv much faster than ConvTranspose;
+ * - known pads and (for strides > 1) known input sizes H: one ConvTranspose with those pads as
+ *   its begin pads and the end fixed by pads/output_padding so that the size is exactly H;
+ * - otherwise ConvTranspose without pads, then one Pad (negative amounts crop) computed from
+ *   Shape(x) at run time, which covers any dynamic input size.
  */
 const conv: GradRule = {
   slots: ["diff", "param", "param"],
   vjp: (ctx) => {
     const { b, node, dy } = ctx;
     const [x, w] = node.input;
+    const g = dy[0]!;
     const n = spatialRank(ctx);
     const strides = listAttr(node, "strides", n, 1);
     const dilations = listAttr(node, "dilations", n, 1);
-    const full = b.node("ConvTranspose", [dy[0]!, w], {
-      strides,
-      dilations,
-      group: intAttr(node, "group", 1),
-    });
+    const group = intAttr(node, "group", 1);
+    const kernel = staticKernel(b, node, w, n);
+    const h = staticShape(b, x)?.slice(2);
+    const extent = kernel?.map((k, i) => (k - 1) * dilations[i] + 1);
+    const pads = extent && staticPads(node, n, extent, h);
+    if (extent && pads) {
+      const unit = strides.every((s) => s === 1);
+      if (unit && extent.every((e, i) => pads.begin[i] <= e - 1 && pads.end[i] <= e - 1)) {
+        return [b.node("Conv", [g, flippedWeight(b, w, group, n)], {
+          dilations,
+          group,
+          kernel_shape: kernel,
+          pads: [
+            ...pads.begin.map((p, i) => extent[i] - 1 - p),
+            ...pads.end.map((p, i) => extent[i] - 1 - p),
+          ],
+        })];
+      }
+      const hs = h?.length === n && h.every((v) => typeof v === "number")
+        ? h as number[]
+        : undefined;
+      if (unit || hs) {
+        // Output size s (out - 1) + extent - p_b - end + output_padding must be H: with
+        // out - 1 = floor((H + p_b + p_e - extent) / s) that is end - output_padding = p_e - r,
+        // r the remainder (0 <= r < s), so output_padding < s as ONNX Runtime requires.
+        // r: the trailing padded rows no window reaches (also SAME_* with a total clipped at 0).
+        const r = unit ? Array(n).fill(0) : hs!.map((hi, i) => {
+          const span = hi + pads.begin[i] + pads.end[i] - extent[i];
+          return span - Math.floor(span / strides[i]) * strides[i];
+        });
+        const end = pads.end.map((p, i) => Math.max(0, p - r[i]));
+        const outputPadding = pads.end.map((p, i) => Math.max(0, r[i] - p));
+        return [b.node("ConvTranspose", [g, w], {
+          strides,
+          dilations,
+          group,
+          kernel_shape: kernel,
+          pads: [...pads.begin, ...end],
+          output_padding: outputPadding.some((v) => v > 0) ? outputPadding : undefined,
+        })];
+      }
+    }
+    const full = b.node("ConvTranspose", [g, w], { strides, dilations, group });
     const { begin } = beginPads(b, node, x, n, () => spatialShape(b, w));
     // end = H - (full - begin): negative cuts, positive appends zeros (rows no window reads).
     const end = b.node("Sub", [spatialShape(b, x), b.node("Sub", [spatialShape(b, full), begin])]);

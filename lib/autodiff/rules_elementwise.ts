@@ -18,9 +18,12 @@ function unary(f: (ctx: VjpContext, g: string, x: string, y: string) => string):
   };
 }
 
-/** dx = g * (x > 0); Relu'(0) = 0. */
-const relu = unary(({ b }, g, x) =>
-  b.node("Where", [b.node("Greater", [x, constLike(b, 0, x)]), g, constLike(b, 0, g)])
+/**
+ * dx = g * (x > 0); Relu'(0) = 0. The mask is read off the output (y > 0 exactly when x > 0), so
+ * that x keeps Relu as its only consumer and runtimes can still fuse Conv + Relu.
+ */
+const relu = unary(({ b }, g, _x, y) =>
+  b.node("Where", [b.node("Greater", [y, constLike(b, 0, y)]), g, constLike(b, 0, g)])
 );
 
 /** dx = g where x > 0, alpha g elsewhere. */
@@ -114,8 +117,8 @@ const add: Rule = {
   vjp: ({ b, node, dy, needs }) => {
     const [x0, x1] = node.input;
     return [
-      needs[0] ? unbroadcast(b, dy[0]!, x0) : undefined,
-      needs[1] ? unbroadcast(b, dy[0]!, x1) : undefined,
+      needs[0] ? unbroadcast(b, dy[0]!, x0, node.output[0]) : undefined,
+      needs[1] ? unbroadcast(b, dy[0]!, x1, node.output[0]) : undefined,
     ];
   },
 };
@@ -127,8 +130,8 @@ const sub: Rule = {
     const [x0, x1] = node.input;
     const g = dy[0]!;
     return [
-      needs[0] ? unbroadcast(b, g, x0) : undefined,
-      needs[1] ? unbroadcast(b, b.node("Neg", [g]), x1) : undefined,
+      needs[0] ? unbroadcast(b, g, x0, node.output[0]) : undefined,
+      needs[1] ? unbroadcast(b, b.node("Neg", [g]), x1, node.output[0]) : undefined,
     ];
   },
 };
@@ -140,8 +143,8 @@ const mul: Rule = {
     const [x0, x1] = node.input;
     const g = dy[0]!;
     return [
-      needs[0] ? unbroadcast(b, b.node("Mul", [g, x1]), x0) : undefined,
-      needs[1] ? unbroadcast(b, b.node("Mul", [g, x0]), x1) : undefined,
+      needs[0] ? unbroadcast(b, b.node("Mul", [g, x1]), x0, node.output[0]) : undefined,
+      needs[1] ? unbroadcast(b, b.node("Mul", [g, x0]), x1, node.output[0]) : undefined,
     ];
   },
 };
@@ -154,9 +157,14 @@ const div: Rule = {
     const g = dy[0]!;
     const y = node.output[0];
     return [
-      needs[0] ? unbroadcast(b, b.node("Div", [g, x1]), x0) : undefined,
+      needs[0] ? unbroadcast(b, b.node("Div", [g, x1]), x0, node.output[0]) : undefined,
       needs[1]
-        ? unbroadcast(b, b.node("Neg", [b.node("Div", [b.node("Mul", [g, y]), x1])]), x1)
+        ? unbroadcast(
+          b,
+          b.node("Neg", [b.node("Div", [b.node("Mul", [g, y]), x1])]),
+          x1,
+          node.output[0],
+        )
         : undefined,
     ];
   },
@@ -169,7 +177,7 @@ const pow: Rule = {
     const [x, p] = node.input;
     const pm1 = b.node("Sub", [p, constLike(b, 1, p)]);
     const d = b.node("Mul", [castLike(b, p, x), b.node("Pow", [x, pm1])]);
-    return [unbroadcast(b, b.node("Mul", [dy[0]!, d]), x)];
+    return [unbroadcast(b, b.node("Mul", [dy[0]!, d]), x, node.output[0])];
   },
 };
 
@@ -178,7 +186,7 @@ const sum: Rule = {
   slots: [],
   rest: "diff",
   vjp: ({ b, node, dy, needs }) =>
-    node.input.map((x, i) => needs[i] ? unbroadcast(b, dy[0]!, x) : undefined),
+    node.input.map((x, i) => needs[i] ? unbroadcast(b, dy[0]!, x, node.output[0]) : undefined),
 };
 
 /** y = where(c, a, b): da = g where c, db = g elsewhere. */
@@ -190,8 +198,8 @@ const where: Rule = {
     const zero = constLike(b, 0, g);
     return [
       undefined,
-      needs[1] ? unbroadcast(b, b.node("Where", [c, g, zero]), x1) : undefined,
-      needs[2] ? unbroadcast(b, b.node("Where", [c, zero, g]), x2) : undefined,
+      needs[1] ? unbroadcast(b, b.node("Where", [c, g, zero]), x1, node.output[0]) : undefined,
+      needs[2] ? unbroadcast(b, b.node("Where", [c, zero, g]), x2, node.output[0]) : undefined,
     ];
   },
 };

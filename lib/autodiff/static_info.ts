@@ -1,9 +1,10 @@
 /**
- * Static rank and element-type inference for the gradient rules: MatMul's 1-D special cases
- * need ranks at build time, and typed constants (0, 1, alpha...) are emitted directly in a
- * value's element type when it is known (a CastLike otherwise). Reads declared shapes and types
- * (graph inputs, outputs, value_info), initializers and Constant nodes, and propagates through
- * common ops; returns undefined when unsure.
+ * Static rank, shape and element-type inference for the gradient rules: MatMul's 1-D special
+ * cases need ranks at build time, typed constants (0, 1, alpha...) are emitted directly in a
+ * value's element type when it is known (a CastLike otherwise), and known sizes let rules pick
+ * cheaper equivalent forms (static conv pads, no broadcast reduction). Reads declared shapes
+ * and types (graph inputs, outputs, value_info), initializers and Constant nodes, and
+ * propagates through common ops; returns undefined when unsure.
  * @module
  */
 import { type DecodedAttr, getAttr, type GraphBuilder } from "../onnx/builder.ts";
@@ -307,4 +308,155 @@ function typeOfOutput(
   if (op === "Dropout" && k === 1) return undefined;
   if (OTHER_TYPE.has(op) || k > 0 && op !== "Split") return undefined;
   return typeOf(n.input[0]);
+}
+
+/**
+ * One dimension as far as it is known statically: a size, a symbolic name (a declared
+ * dim_param; the same name denotes the same size throughout a graph, as in the ONNX IR), or
+ * undefined when unknown.
+ */
+export type StaticDim = number | string | undefined;
+
+/** Ops whose (first) output has exactly the shape of their first input. */
+const SAME_SHAPE = new Set([
+  "Abs",
+  "BatchNormalization",
+  "Cast",
+  "CastLike",
+  "Ceil",
+  "Clip",
+  "Cos",
+  "Dropout",
+  "Elu",
+  "Erf",
+  "Exp",
+  "Floor",
+  "Gelu",
+  "HardSigmoid",
+  "HardSwish",
+  "Identity",
+  "InstanceNormalization",
+  "LRN",
+  "LayerNormalization",
+  "LeakyRelu",
+  "Log",
+  "LogSoftmax",
+  "Mish",
+  "Neg",
+  "PRelu",
+  "Reciprocal",
+  "Relu",
+  "Round",
+  "Selu",
+  "Sigmoid",
+  "Sign",
+  "Sin",
+  "Softmax",
+  "Softplus",
+  "Softsign",
+  "Sqrt",
+  "Tanh",
+  "ThresholdedRelu",
+]);
+
+/** Elementwise ops with numpy broadcasting over all their inputs. */
+const BROADCAST_SHAPE = new Set(["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean"]);
+
+/**
+ * Shape of value `name` in the graph of `b` as far as it can be told statically (see
+ * {@link StaticDim}), or undefined when even the rank is unknown. Declared shapes win; then
+ * initializers and Constant nodes; then the producing op, for same-shape elementwise ops,
+ * broadcasting arithmetic, Where and Conv. Used to pick cheaper but equivalent backward forms
+ * (static pads, no broadcast reduction) where sizes are known, with dynamic forms otherwise.
+ */
+export function staticShape(b: GraphBuilder, name: string): StaticDim[] | undefined {
+  const c = cacheOf(b);
+  const memo = new Map<string, StaticDim[] | undefined>();
+  const shape = (v: string | undefined, depth: number): StaticDim[] | undefined => {
+    if (!v || depth > 2000) return undefined;
+    if (memo.has(v)) return memo.get(v);
+    memo.set(v, undefined);
+    const declared = c.declared.get(v)?.type?.tensor_type?.shape;
+    let s: StaticDim[] | undefined;
+    if (declared) {
+      s = (declared.dim ?? []).map((d) =>
+        d.dim_param
+          ? `param:${d.dim_param}`
+          : typeof d.dim_value === "number"
+          ? d.dim_value
+          : undefined
+      );
+    } else {
+      const init = b.initializer(v);
+      const producer = c.producer.get(v);
+      if (init) s = (init.dims ?? []).map(Number);
+      else if (producer?.op_type === "Constant") s = b.constantValue(v)?.dims;
+      else if (producer && producer.output[0] === v) {
+        s = shapeOfOutput(producer, (u) => shape(u, depth + 1));
+      }
+    }
+    memo.set(v, s);
+    return s;
+  };
+  return shape(name, 0);
+}
+
+function shapeOfOutput(
+  n: NodeProto,
+  shapeOf: (v: string | undefined) => StaticDim[] | undefined,
+): StaticDim[] | undefined {
+  if (n.domain && n.domain !== "ai.onnx") return undefined;
+  const op = n.op_type;
+  if (SAME_SHAPE.has(op)) return shapeOf(n.input[0]);
+  if (BROADCAST_SHAPE.has(op) || op === "Where") {
+    const shapes = n.input.map((i) => shapeOf(i));
+    return shapes.every((s) => s !== undefined)
+      ? broadcastDims(shapes as StaticDim[][])
+      : undefined;
+  }
+  if (op === "Conv") return convOutputShape(n, shapeOf(n.input[0]), shapeOf(n.input[1]));
+  return undefined;
+}
+
+/** Numpy broadcast of static shapes: a dim is known when the rules pin it down. */
+export function broadcastDims(shapes: readonly (readonly StaticDim[])[]): StaticDim[] {
+  const rank = Math.max(0, ...shapes.map((s) => s.length));
+  return Array.from({ length: rank }, (_, i) => {
+    const dims = shapes.map((s) => i < rank - s.length ? 1 : s[i - (rank - s.length)]);
+    const big = new Set(dims.filter((d) => typeof d === "number" && d !== 1));
+    if (big.size === 1) return [...big][0]; // every other dim is 1 or this size
+    if (big.size > 1) return undefined; // inconsistent: the graph is invalid, say nothing
+    if (dims.includes(undefined)) return undefined;
+    const names = new Set(dims.filter((d) => typeof d === "string"));
+    if (names.size === 0) return 1;
+    return names.size === 1 ? [...names][0] : undefined; // 1 and N broadcast to N
+  });
+}
+
+/** Output shape of a Conv from its input and weight shapes and attributes (ONNX Conv-11). */
+function convOutputShape(
+  n: NodeProto,
+  x: StaticDim[] | undefined,
+  w: StaticDim[] | undefined,
+): StaticDim[] | undefined {
+  if (!x || x.length < 3) return undefined;
+  const k = x.length - 2;
+  const kernel = intList(n, "kernel_shape") ?? w?.slice(2);
+  const list = (name: string, len: number, fill: number) => {
+    const v = intList(n, name);
+    return v && v.length > 0 ? v : Array(len).fill(fill);
+  };
+  const strides = list("strides", k, 1), dilations = list("dilations", k, 1);
+  const pads = list("pads", 2 * k, 0);
+  const autoPad = String(getAttr(n, "auto_pad", "NOTSET"));
+  const spatial = x.slice(2).map((h, i) => {
+    const ki = kernel?.[i];
+    if (typeof h !== "number") return undefined;
+    if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") return Math.ceil(h / strides[i]);
+    if (typeof ki !== "number") return undefined;
+    const extent = (ki - 1) * dilations[i] + 1;
+    const padded = autoPad === "VALID" ? h : h + pads[i] + pads[i + k];
+    return Math.floor((padded - extent) / strides[i]) + 1;
+  });
+  return [x[0], w?.[0], ...spatial];
 }
