@@ -3,6 +3,7 @@
  * thesis Fig 4.10/4.11 (METHOD.md §4). No dependencies: plain string building.
  * @module
  */
+import { COLORS, esc, niceTicks, num } from "../plot/_svg.ts";
 
 /** One curve of {@link strengthPlotSvg}: a value per sampling step. */
 export interface StrengthCurve {
@@ -27,45 +28,6 @@ export interface StrengthPlotOptions {
   yLabel?: string;
   /** Right y-axis label, used when some curve has axis "right" (default "absolute strength"). */
   yLabelRight?: string;
-}
-
-/** tab10 colours, as in matplotlib (the thesis's figures). */
-const COLORS = [
-  "#1f77b4",
-  "#ff7f0e",
-  "#2ca02c",
-  "#d62728",
-  "#9467bd",
-  "#8c564b",
-  "#e377c2",
-  "#7f7f7f",
-  "#bcbd22",
-  "#17becf",
-];
-
-/** Escapes text for XML content and attribute values. */
-function esc(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
-    /"/g,
-    "&quot;",
-  );
-}
-
-/** Shortest readable number for coordinates and tick labels. */
-function num(v: number, digits = 2): string {
-  return String(Number(v.toFixed(digits)));
-}
-
-/** About `count` round tick values covering [lo, hi] (1, 2, 5 x 10^k steps). */
-function niceTicks(lo: number, hi: number, count = 5): { lo: number; hi: number; ticks: number[] } {
-  if (!(hi > lo)) hi = lo + 1;
-  const raw = (hi - lo) / count;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
-  const a = Math.floor(lo / step + 1e-9) * step, b = Math.ceil(hi / step - 1e-9) * step;
-  const ticks: number[] = [];
-  for (let v = a; v <= b + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
-  return { lo: a, hi: b, ticks };
 }
 
 /**

@@ -4,7 +4,7 @@
  * point labelled with its scale). Same look as {@link ./line_svg.ts}: tab10 colours, round ticks.
  * @module
  */
-import { niceTicks } from "./line_svg.ts";
+import { COLORS, esc, niceTicks, num } from "./_svg.ts";
 
 /** One labelled point of a {@link ScatterSeries}. */
 export interface ScatterPoint {
@@ -34,30 +34,6 @@ export interface ScatterPlotOptions {
   yRange?: [number, number];
   /** Join each series' points in the given order with a thin line (default true). */
   connect?: boolean;
-}
-
-const COLORS = [
-  "#1f77b4",
-  "#ff7f0e",
-  "#2ca02c",
-  "#d62728",
-  "#9467bd",
-  "#8c564b",
-  "#e377c2",
-  "#7f7f7f",
-  "#bcbd22",
-  "#17becf",
-];
-
-function esc(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(
-    /"/g,
-    "&quot;",
-  );
-}
-
-function num(v: number, digits = 2): string {
-  return String(Number(v.toFixed(digits)));
 }
 
 /**
