@@ -217,12 +217,10 @@ export async function guideTask(args: string[]): Promise<void> {
     seed: runSeeds[i],
     file: `images/${names[k]}/${runSeeds[i]}.png`,
   }));
-  const identity = {
-    task: "guide",
-    model: resolved.sha256,
-    classifier: clfResolved.sha256,
+  // What determines the images (besides model, classifier and seeds): recorded in config.json
+  // (a folder holding another setting is refused) and in run.json.
+  const setting = {
     classes: classes.map((k) => names[k]),
-    seeds,
     direction,
     accumulate,
     scale,
@@ -232,6 +230,13 @@ export async function guideTask(args: string[]): Promise<void> {
     form,
     clipGradNorm,
     ...samplerRecord(config, spec),
+  };
+  const identity = {
+    task: "guide",
+    model: resolved.sha256,
+    classifier: clfResolved.sha256,
+    seeds,
+    ...setting,
     shape: [c, h, w],
     rng: RNG_ID,
   };
@@ -343,16 +348,7 @@ export async function guideTask(args: string[]): Promise<void> {
     classifier: { ref: clfRef, id: clfResolved.id, sha256: clfResolved.sha256 },
     evaluator: evaluatorRef,
     config: {
-      classes: classes.map((k) => names[k]),
-      direction,
-      accumulate,
-      scale,
-      strength: formatStrength(strength.spec),
-      activation: strength.activation,
-      point,
-      form,
-      clipGradNorm,
-      ...samplerRecord(config, spec),
+      ...setting,
       scheduleName: schedule.name,
       seeds: f.seeds ?? "0-7",
       batch: config.batchSize,
