@@ -148,3 +148,18 @@ Deno.test("tiny diffusers UNet: ONNX Runtime output equals the PyTorch reference
   }
   assert.ok(maxErr < 1e-4, `max abs err ${maxErr}`);
 });
+
+Deno.test("allowSpinning false (idle workers sleep) loads and gives the same outputs", async () => {
+  const x = Float32Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.sin(i));
+  const t = new BigInt64Array([10n, 900n]);
+  const run = async (allowSpinning?: boolean) => {
+    const m = await loadOnnx(tinyUnet, { provider: "cpu", intraOpThreads: 2, allowSpinning });
+    const out = await runOnnx(m, {
+      x: { data: x, dims: [2, 3, 32, 32] },
+      t: { data: t, dims: [2] },
+    });
+    await m.session.release();
+    return out.eps.data;
+  };
+  assert.deepEqual(await run(false), await run(undefined));
+});

@@ -23,6 +23,13 @@ export interface LoadOptions {
   interOpThreads?: number;
   /** Graph optimisation level (default "all"). */
   graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+  /**
+   * Let idle intra-op worker threads spin waiting for work (default true, ORT's default: it
+   * shortens back-to-back runs of one session). Turn it off for a model run briefly between the
+   * runs of another session, e.g. an energy head between UNet calls: its workers keep spinning
+   * into the next UNet run and take the cores from it (bench/NOTES.md, "Side-by-side").
+   */
+  allowSpinning?: boolean;
 }
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
@@ -96,6 +103,7 @@ export async function loadOnnx(
     executionMode: "sequential",
   };
   if (opts.intraOpThreads !== undefined) base.intraOpNumThreads = opts.intraOpThreads;
+  if (opts.allowSpinning === false) base.extra = { session: { intra_op: { allow_spinning: "0" } } };
   const choice = opts.provider ?? "auto";
   let provider: "cpu" | "cuda" = "cpu";
   let providerNote: string | undefined;
