@@ -65,6 +65,8 @@ export async function loadClassifierRef(
     provider: opts.provider,
     intraOpThreads: opts.threads,
     batch: opts.batch,
+    // the head runs between denoiser calls: idle spinning workers would slow the next one down
+    allowSpinning: false,
   });
   return { classifier, resolved };
 }

@@ -66,6 +66,12 @@ export interface LoadEnergyClassifierOptions {
   batch?: number;
   /** ONNX Runtime intra-op threads (default: its own choice, all cores). */
   intraOpThreads?: number;
+  /**
+   * Let ORT's idle intra-op workers spin (default true). Guidance runs the head between denoiser
+   * calls; spinning workers then take the cores from the next denoiser run, so tasks pass false
+   * (bench/NOTES.md: guided step 0.8x PyTorch with spinning, 1.25-2.4x without).
+   */
+  allowSpinning?: boolean;
 }
 
 /** Per-call coefficients: one triple for every image, or n triples flattened ([n, 3]). */
@@ -316,6 +322,7 @@ export async function loadEnergyClassifier(
   const model = await loadOnnx(headBytes, {
     provider: opts.provider,
     intraOpThreads: opts.intraOpThreads,
+    allowSpinning: opts.allowSpinning,
   });
   model.source = source;
   return new EnergyClassifier(model, info, opts.batch ?? 64);
