@@ -46,3 +46,88 @@ export function niceTicks(
   for (let v = a; v <= b + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
   return { lo: a, hi: b, ticks };
 }
+
+/** Options of {@link cartesianFrame}. */
+export interface FrameOptions {
+  /** Series labels (the legend's width follows the longest). */
+  labels: readonly string[];
+  /** All x and y values to show (ticks cover them). */
+  xs: readonly number[];
+  ys: readonly number[];
+  /** Fixed y range instead of the data's. */
+  yRange?: [number, number];
+  /** Margin inside the frame, as a fraction of the tick range. */
+  pad: number;
+  title?: string;
+  xLabel: string;
+  yLabel: string;
+}
+
+/** The drawn frame of a plot and its data-to-pixel maps. */
+export interface Frame {
+  /** SVG elements so far (open `<svg>`, background, title, grid, ticks, frame, axis labels). */
+  out: string[];
+  x: (v: number) => number;
+  y: (v: number) => number;
+  /** Plot area edges, in pixels (for legends and labels). */
+  left: number;
+  right: number;
+  top: number;
+}
+
+/**
+ * The cartesian frame shared by the line and scatter plots: a 560x340 plot area with a legend
+ * column on the right, round ticks, grey grid lines, a black frame, title and axis labels.
+ */
+export function cartesianFrame(o: FrameOptions): Frame {
+  const chars = Math.max(...o.labels.map((l) => l.length));
+  const legendW = Math.max(120, Math.ceil(50 + 7.2 * chars));
+  const left = 76, top = 44, bottom = 56, plotW = 560;
+  const right = left + plotW;
+  const W = right + 24 + legendW, H = 440;
+  const plotBottom = H - bottom;
+  const xt = niceTicks(Math.min(...o.xs), Math.max(...o.xs), 6);
+  const yt = o.yRange
+    ? niceTicks(o.yRange[0], o.yRange[1], 5)
+    : niceTicks(Math.min(...o.ys), Math.max(...o.ys), 5);
+  const xPad = o.pad * (xt.hi - xt.lo), yPad = o.pad * (yt.hi - yt.lo);
+  const x = (v: number) => left + (v - xt.lo + xPad) / (xt.hi - xt.lo + 2 * xPad) * plotW;
+  const y = (v: number) =>
+    plotBottom - (v - yt.lo + yPad) / (yt.hi - yt.lo + 2 * yPad) * (plotBottom - top);
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" ` +
+    `viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" ` +
+    `font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+  ];
+  if (o.title) {
+    out.push(
+      `<text x="${W / 2}" y="24" text-anchor="middle" font-size="14">${esc(o.title)}</text>`,
+    );
+  }
+  for (const t of xt.ticks) {
+    const px = num(x(t));
+    out.push(
+      `<line x1="${px}" y1="${top}" x2="${px}" y2="${plotBottom}" stroke="#e6e6e6"/>`,
+      `<line x1="${px}" y1="${plotBottom}" x2="${px}" y2="${plotBottom + 5}" stroke="black"/>`,
+      `<text x="${px}" y="${plotBottom + 19}" text-anchor="middle">${num(t, 4)}</text>`,
+    );
+  }
+  for (const v of yt.ticks) {
+    const py = num(y(v));
+    out.push(
+      `<line x1="${left}" y1="${py}" x2="${right}" y2="${py}" stroke="#e6e6e6"/>`,
+      `<line x1="${left - 5}" y1="${py}" x2="${left}" y2="${py}" stroke="black"/>`,
+      `<text x="${left - 8}" y="${py}" dy="4" text-anchor="end">${num(v, 4)}</text>`,
+    );
+  }
+  out.push(
+    `<rect x="${left}" y="${top}" width="${plotW}" height="${plotBottom - top}" ` +
+      `fill="none" stroke="black"/>`,
+    `<text x="${(left + right) / 2}" y="${H - 14}" text-anchor="middle">` +
+      `${esc(o.xLabel)}</text>`,
+    `<text transform="translate(18 ${(top + plotBottom) / 2}) rotate(-90)" ` +
+      `text-anchor="middle">${esc(o.yLabel)}</text>`,
+  );
+  return { out, x, y, left, right, top };
+}

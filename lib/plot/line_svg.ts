@@ -4,7 +4,7 @@
  * No dependencies: plain string building, matplotlib's tab10 colours.
  * @module
  */
-import { COLORS, esc, niceTicks, num } from "./_svg.ts";
+import { cartesianFrame, COLORS, esc, num } from "./_svg.ts";
 
 /** One curve of {@link linePlotSvg}. */
 export interface LineSeries {
@@ -68,60 +68,16 @@ export function linePlotSvg(series: readonly LineSeries[], opts: LinePlotOptions
     if (bad >= 0) throw new Error(`linePlotSvg: series '${s.label}' holds a non-finite value`);
   }
   const markers = opts.markers ?? series.every((s) => s.x.length <= 30);
-  const chars = Math.max(...series.map((s) => s.label.length));
-  const legendW = Math.max(120, Math.ceil(50 + 7.2 * chars));
-  const left = 76, top = 44, bottom = 56, plotW = 560;
-  const right = left + plotW;
-  const W = right + 24 + legendW, H = 440;
-  const plotBottom = H - bottom;
-  const PAD = 0.03;
-
-  const xsAll = series.flatMap((s) => [...s.x]);
-  const ysAll = [...series.flatMap((s) => [...s.y]), ...(opts.hlines ?? []).map((h) => h.y)];
-  const xt = niceTicks(Math.min(...xsAll), Math.max(...xsAll), 6);
-  const yt = opts.yRange
-    ? niceTicks(opts.yRange[0], opts.yRange[1], 5)
-    : niceTicks(Math.min(...ysAll), Math.max(...ysAll), 5);
-  const xPad = PAD * (xt.hi - xt.lo), yPad = PAD * (yt.hi - yt.lo);
-  const x = (v: number) => left + (v - xt.lo + xPad) / (xt.hi - xt.lo + 2 * xPad) * plotW;
-  const y = (v: number) =>
-    plotBottom - (v - yt.lo + yPad) / (yt.hi - yt.lo + 2 * yPad) * (plotBottom - top);
-
-  const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" ` +
-    `viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" ` +
-    `font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-  ];
-  if (opts.title) {
-    out.push(
-      `<text x="${W / 2}" y="24" text-anchor="middle" font-size="14">${esc(opts.title)}</text>`,
-    );
-  }
-  for (const t of xt.ticks) {
-    const px = num(x(t));
-    out.push(
-      `<line x1="${px}" y1="${top}" x2="${px}" y2="${plotBottom}" stroke="#e6e6e6"/>`,
-      `<line x1="${px}" y1="${plotBottom}" x2="${px}" y2="${plotBottom + 5}" stroke="black"/>`,
-      `<text x="${px}" y="${plotBottom + 19}" text-anchor="middle">${num(t, 4)}</text>`,
-    );
-  }
-  for (const v of yt.ticks) {
-    const py = num(y(v));
-    out.push(
-      `<line x1="${left}" y1="${py}" x2="${right}" y2="${py}" stroke="#e6e6e6"/>`,
-      `<line x1="${left - 5}" y1="${py}" x2="${left}" y2="${py}" stroke="black"/>`,
-      `<text x="${left - 8}" y="${py}" dy="4" text-anchor="end">${num(v, 4)}</text>`,
-    );
-  }
-  out.push(
-    `<rect x="${left}" y="${top}" width="${plotW}" height="${plotBottom - top}" ` +
-      `fill="none" stroke="black"/>`,
-    `<text x="${(left + right) / 2}" y="${H - 14}" text-anchor="middle">` +
-      `${esc(opts.xLabel)}</text>`,
-    `<text transform="translate(18 ${(top + plotBottom) / 2}) rotate(-90)" ` +
-      `text-anchor="middle">${esc(opts.yLabel)}</text>`,
-  );
+  const { out, x, y, left, right, top } = cartesianFrame({
+    labels: series.map((s) => s.label),
+    xs: series.flatMap((s) => [...s.x]),
+    ys: [...series.flatMap((s) => [...s.y]), ...(opts.hlines ?? []).map((h) => h.y)],
+    yRange: opts.yRange,
+    pad: 0.03,
+    title: opts.title,
+    xLabel: opts.xLabel,
+    yLabel: opts.yLabel,
+  });
   for (const h of opts.hlines ?? []) {
     const py = num(y(h.y));
     out.push(

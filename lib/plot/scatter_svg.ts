@@ -4,7 +4,7 @@
  * point labelled with its scale). Same look as {@link ./line_svg.ts}: tab10 colours, round ticks.
  * @module
  */
-import { COLORS, esc, niceTicks, num } from "./_svg.ts";
+import { cartesianFrame, COLORS, esc, num } from "./_svg.ts";
 
 /** One labelled point of a {@link ScatterSeries}. */
 export interface ScatterPoint {
@@ -60,56 +60,16 @@ export function scatterPlotSvg(
     }
   }
   const connect = opts.connect ?? true;
-  const chars = Math.max(...series.map((s) => s.label.length));
-  const legendW = Math.max(120, Math.ceil(50 + 7.2 * chars));
-  const left = 76, top = 44, bottom = 56, plotW = 560;
-  const right = left + plotW;
-  const W = right + 24 + legendW, H = 440;
-  const plotBottom = H - bottom;
-  const PAD = 0.06;
-  const xt = niceTicks(Math.min(...all.map((p) => p.x)), Math.max(...all.map((p) => p.x)), 6);
-  const yt = opts.yRange
-    ? niceTicks(opts.yRange[0], opts.yRange[1], 5)
-    : niceTicks(Math.min(...all.map((p) => p.y)), Math.max(...all.map((p) => p.y)), 5);
-  const xPad = PAD * (xt.hi - xt.lo), yPad = PAD * (yt.hi - yt.lo);
-  const x = (v: number) => left + (v - xt.lo + xPad) / (xt.hi - xt.lo + 2 * xPad) * plotW;
-  const y = (v: number) =>
-    plotBottom - (v - yt.lo + yPad) / (yt.hi - yt.lo + 2 * yPad) * (plotBottom - top);
-  const out: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" ` +
-    `viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" ` +
-    `font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-  ];
-  if (opts.title) {
-    out.push(
-      `<text x="${W / 2}" y="24" text-anchor="middle" font-size="14">${esc(opts.title)}</text>`,
-    );
-  }
-  for (const t of xt.ticks) {
-    const px = num(x(t));
-    out.push(
-      `<line x1="${px}" y1="${top}" x2="${px}" y2="${plotBottom}" stroke="#e6e6e6"/>`,
-      `<line x1="${px}" y1="${plotBottom}" x2="${px}" y2="${plotBottom + 5}" stroke="black"/>`,
-      `<text x="${px}" y="${plotBottom + 19}" text-anchor="middle">${num(t, 4)}</text>`,
-    );
-  }
-  for (const v of yt.ticks) {
-    const py = num(y(v));
-    out.push(
-      `<line x1="${left}" y1="${py}" x2="${right}" y2="${py}" stroke="#e6e6e6"/>`,
-      `<line x1="${left - 5}" y1="${py}" x2="${left}" y2="${py}" stroke="black"/>`,
-      `<text x="${left - 8}" y="${py}" dy="4" text-anchor="end">${num(v, 4)}</text>`,
-    );
-  }
-  out.push(
-    `<rect x="${left}" y="${top}" width="${plotW}" height="${plotBottom - top}" ` +
-      `fill="none" stroke="black"/>`,
-    `<text x="${(left + right) / 2}" y="${H - 14}" text-anchor="middle">` +
-      `${esc(opts.xLabel)}</text>`,
-    `<text transform="translate(18 ${(top + plotBottom) / 2}) rotate(-90)" ` +
-      `text-anchor="middle">${esc(opts.yLabel)}</text>`,
-  );
+  const { out, x, y, left, right, top } = cartesianFrame({
+    labels: series.map((s) => s.label),
+    xs: all.map((p) => p.x),
+    ys: all.map((p) => p.y),
+    yRange: opts.yRange,
+    pad: 0.06,
+    title: opts.title,
+    xLabel: opts.xLabel,
+    yLabel: opts.yLabel,
+  });
   series.forEach((s, i) => {
     const color = COLORS[(s.color ?? i) % COLORS.length];
     const dash = s.dashed ? ` stroke-dasharray="7 4"` : "";
@@ -129,7 +89,7 @@ export function scatterPlotSvg(
       );
       if (p.label) {
         // Labels go left of points in the right quarter, so they stay inside the frame.
-        const flip = px > left + 0.75 * plotW;
+        const flip = px > left + 0.75 * (right - left);
         out.push(
           `<text x="${num(px + (flip ? -7 : 7))}" y="${num(py - 6)}" fill="${color}" ` +
             `text-anchor="${flip ? "end" : "start"}" font-size="11">${esc(p.label)}</text>`,
