@@ -510,6 +510,8 @@ interface Row {
   pytorchGflops?: number;
   outputMaxAbsDiff?: number;
   outputRelL2?: number;
+  /** clf grad rows: energy head time / classifier forward time (medians), each side. */
+  headOverForward?: { project: number; pytorch: number };
   note?: string;
 }
 const rows: Row[] = [];
@@ -658,6 +660,10 @@ for (const n of BATCHES) {
     addRow("clf grad", "resnet4b", n, tg, {
       outputMaxAbsDiff: maxAbsDiff(tg.projOut, gRef),
       outputRelL2: relL2(tg.projOut, gRef),
+      headOverForward: {
+        project: median(tg.proj) / median(tf.proj),
+        pytorch: median(tg.py) / median(tf.py),
+      },
       note:
         `energy head / classifier forward: project ${
           (median(tg.proj) / median(tf.proj)).toFixed(2)
@@ -777,7 +783,9 @@ const lines = [
   ),
 ];
 console.log(`\n${lines.join("\n")}`);
-for (const r of rows.filter((r) => r.note)) console.log(`  ${r.case} b${r.batch}: ${r.note}`);
+for (const r of rows.filter((r) => r.note && !r.variant)) {
+  console.log(`  ${r.case} b${r.batch}: ${r.note}`);
+}
 console.log(`load average: start ${machine.loadavgStart}, end ${loadEnd}`);
 
 const report = {
