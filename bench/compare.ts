@@ -31,8 +31,8 @@
  *     [--sample-steps 100] [--scale 1] [--options] [--quick] [--out out/bench-compare.json]
  *   --options   also time ORT session-option variants of the UNet forward (interleaved)
  *   --quick     a smoke run: batches 1,16, budget 3 s, 3 reps, 10 sample steps
- *   --no-head-variant  skip the guided rows (b*, c*) whose energy head runs on a session without
- *               spinning idle workers (LoadOptions.allowSpinning false), timed beside the default
+ *   --no-head-variant  skip the guided rows (b*, c*) whose energy head is loaded with
+ *               allowSpinning false (loadEnergyClassifier's default), timed beside a spinning one
  * @module
  */
 import { parseArgs } from "node:util";
@@ -49,9 +49,9 @@ import {
 import { abarAt, linearSchedule } from "../lib/schedule.ts";
 import { stepPairs, timestepGrid } from "../lib/timesteps.ts";
 import { RandomStream } from "../lib/random.ts";
-import { EnergyClassifier, loadEnergyClassifier } from "../lib/energy/classifier.ts";
+import { type EnergyClassifier, loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import { CIFAR10_NORMALISATION } from "../lib/energy/conventions.ts";
-import { buildEnergyHead, compileEnergyHead } from "../lib/energy/head.ts";
+import { compileEnergyHead } from "../lib/energy/head.ts";
 import { type GuidanceConfig, guided } from "../lib/guidance/guided.ts";
 import { DEFAULT_STRENGTH } from "../lib/guidance/strength.ts";
 import { encodeModel } from "../lib/onnx/proto.ts";
@@ -252,26 +252,25 @@ for (const m of MODELS) {
   await py.call({ cmd: "load", model: m });
 }
 const clfBytes = await Deno.readFile(opt.classifier);
+// the head with ORT's idle workers spinning (ORT's own default; loadEnergyClassifier's was this
+// until the measurement below)
 const head = await loadEnergyClassifier(clfBytes, {
   conventions: CIFAR10_NORMALISATION,
   provider: "cpu",
   intraOpThreads: THREADS,
+  allowSpinning: true,
 });
-// the same head on a session whose idle workers do not spin (see NOTES.md): built with the public
-// pieces loadEnergyClassifier uses, loaded with LoadOptions.allowSpinning false
-let headNoSpin: EnergyClassifier | undefined;
-if (!opt["no-head-variant"]) {
-  const built = buildEnergyHead(clfBytes, { ...CIFAR10_NORMALISATION, source: opt.classifier });
-  const model = await loadOnnx(encodeModel(built.model), {
-    provider: "cpu",
-    intraOpThreads: THREADS,
-    allowSpinning: false,
-  });
-  headNoSpin = new EnergyClassifier(model, built.info, head.batch);
-}
+// the same head on a session whose idle workers do not spin (allowSpinning false: the default of
+// loadEnergyClassifier and what the tasks use; see bench/NOTES.md)
+const headNoSpin = opt["no-head-variant"] ? undefined : await loadEnergyClassifier(clfBytes, {
+  conventions: CIFAR10_NORMALISATION,
+  provider: "cpu",
+  intraOpThreads: THREADS,
+  allowSpinning: false,
+});
 const fwdHead = await loadEnergyClassifier(
   compileEnergyHead(clfBytes, { ...CIFAR10_NORMALISATION, gradient: false }),
-  { provider: "cpu", intraOpThreads: THREADS },
+  { provider: "cpu", intraOpThreads: THREADS, allowSpinning: true },
 );
 
 /** Input images for batch n (x in [-1, 1]-ish: N(0, 1), like x_T), written for the PyTorch side. */
@@ -552,7 +551,7 @@ function addRow(c: string, model: string, n: number, t: Timing, extra: Partial<R
   return row;
 }
 
-const NOSPIN = "energy head without spinning";
+const NOSPIN = "energy head allowSpinning false (loadEnergyClassifier default)";
 for (const n of BATCHES) {
   const { x, path, y } = await input(n);
   const ctx = ctxFor(n);

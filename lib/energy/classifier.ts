@@ -67,9 +67,10 @@ export interface LoadEnergyClassifierOptions {
   /** ONNX Runtime intra-op threads (default: its own choice, all cores). */
   intraOpThreads?: number;
   /**
-   * Let ORT's idle intra-op workers spin (default true). Guidance runs the head between denoiser
-   * calls; spinning workers then take the cores from the next denoiser run, so tasks pass false
-   * (bench/NOTES.md: guided step 0.8x PyTorch with spinning, 1.25-2.4x without).
+   * Let ORT's idle intra-op workers spin (default false). Guidance runs the head between denoiser
+   * calls; spinning workers would take the cores from the next denoiser run (bench/NOTES.md:
+   * guided step 0.8x PyTorch with spinning, 1.2-2.3x without). Pass true when the head runs alone
+   * in a tight loop (PGD attacks, say) and every ms of its own latency counts.
    */
   allowSpinning?: boolean;
 }
@@ -322,7 +323,7 @@ export async function loadEnergyClassifier(
   const model = await loadOnnx(headBytes, {
     provider: opts.provider,
     intraOpThreads: opts.intraOpThreads,
-    allowSpinning: opts.allowSpinning,
+    allowSpinning: opts.allowSpinning ?? false,
   });
   model.source = source;
   return new EnergyClassifier(model, info, opts.batch ?? 64);
