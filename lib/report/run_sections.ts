@@ -5,6 +5,7 @@
  * throws (naming the missing field) on a file of another shape.
  * @module
  */
+import { CIFAR10_CLASSES } from "../data/cifar10.ts";
 import {
   cell,
   metricNames,
@@ -271,18 +272,7 @@ export function runSection(json: Json, source: string, assets: RunAssets): Repor
   return { title, source, html: parts.join("\n") };
 }
 
-const CIFAR10 = [
-  "airplane",
-  "automobile",
-  "bird",
-  "cat",
-  "deer",
-  "dog",
-  "frog",
-  "horse",
-  "ship",
-  "truck",
-];
+const CIFAR10: readonly string[] = CIFAR10_CLASSES;
 
 /** A class's index in the histogram rows: its CIFAR-10 index, else its position. */
 function indexOfClass(name: string, position: number): number {

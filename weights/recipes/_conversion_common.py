@@ -8,6 +8,7 @@ weights-manifest update.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import collections
 import hashlib
@@ -291,3 +292,41 @@ def calibrate_batchnorm(model: nn.Module, x: torch.Tensor, seed: int, beta_mean:
         for bn in bns:
             bn.momentum = 0.1
             bn.num_batches_tracked.fill_(1000)
+
+
+class ConversionError(Exception):
+    """A checkpoint, file or config the toolkit cannot represent; the message says why."""
+
+
+def converter_parser(doc: str, src: str, src_help: str) -> argparse.ArgumentParser:
+    """The converters' (export_*.py) argument parser: the positional source, --out and the
+    manifest flags. Add the converter's own flags, then {@link add_entry_flags}."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+    p.add_argument(src, help=src_help)
+    p.add_argument("--out", required=True, help="output .onnx path")
+    p.add_argument("--id", help="manifest id to write (omit: no manifest update)")
+    p.add_argument("--manifest", default=DEFAULT_MANIFEST, help="weights manifest to update (default: weights/manifest.json)")
+    p.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
+    return p
+
+
+def add_entry_flags(p: argparse.ArgumentParser, output: str, source_help: str = "manifest 'source' text") -> None:
+    """The converters' last flags: manifest text, testing mark, ORT tolerance, threads."""
+    p.add_argument("--source", help=source_help)
+    p.add_argument("--description", help="manifest 'description' text")
+    p.add_argument("--testing", action="store_true", help="mark the entry as a random-weight testing model")
+    p.add_argument("--tol", type=float, default=TOLERANCE,
+                   help=f"ORT-vs-PyTorch check: max abs error < tol * max(1, max|{output}|) (default 1e-4)")
+    p.add_argument("--threads", type=int, default=1, help="torch/ORT threads (default 1)")
+
+
+def converter_main(parser: argparse.ArgumentParser, convert: Callable[[argparse.Namespace], dict],
+                   argv: list[str] | None) -> dict:
+    """Parses argv, sets the torch threads and runs convert; a ConversionError exits with its message."""
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        return convert(args)
+    except ConversionError as e:
+        raise SystemExit(f"error: {e}") from None

@@ -49,8 +49,10 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _conversion_common import (  # noqa: E402
-    DEFAULT_MANIFEST,
-    TOLERANCE,
+    ConversionError,
+    add_entry_flags,
+    converter_main,
+    converter_parser,
     check_errors,
     compare_ort,
     export_onnx,
@@ -67,10 +69,6 @@ WEIGHT_FILES = (
 )
 
 BETA_SCHEDULES = {"linear": "linear", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine"}
-
-
-class ConversionError(Exception):
-    """A checkpoint or config the toolkit cannot represent; the message says why."""
 
 
 def schedule_spec_from_diffusers(cfg: dict) -> dict:
@@ -301,29 +299,14 @@ def convert(args) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("src", help="diffusers folder (pipeline or model layout) or hub id")
-    p.add_argument("--out", required=True, help="output .onnx path")
-    p.add_argument("--id", help="manifest id to write (omit: no manifest update)")
-    p.add_argument("--manifest", default=DEFAULT_MANIFEST, help="weights manifest to update (default: weights/manifest.json)")
-    p.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
+    p = converter_parser(__doc__, "src", "diffusers folder (pipeline or model layout) or hub id")
     p.add_argument("--scheduler-config", help="scheduler_config.json to use instead of the one found beside the UNet")
-    p.add_argument("--source", help="manifest 'source' text (default: the folder/hub id and this recipe)")
-    p.add_argument("--description", help="manifest 'description' text")
-    p.add_argument("--testing", action="store_true", help="mark the entry as a random-weight testing model")
-    p.add_argument("--tol", type=float, default=TOLERANCE, help="ORT-vs-PyTorch check: max abs error < tol * max(1, max|eps|) (default 1e-4)")
-    p.add_argument("--threads", type=int, default=1, help="torch/ORT threads (default 1)")
+    add_entry_flags(p, "eps", "manifest 'source' text (default: the folder/hub id and this recipe)")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
-        return convert(args)
-    except ConversionError as e:
-        raise SystemExit(f"error: {e}") from None
+    return converter_main(parser(), convert, argv)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _fid_inception_arch as arch  # noqa: E402
 from _conversion_common import (  # noqa: E402
-    DEFAULT_MANIFEST,
-    TOLERANCE,
+    ConversionError,
+    add_entry_flags,
+    converter_main,
+    converter_parser,
     check_errors,
     compare_ort,
     export_onnx,
@@ -55,10 +57,6 @@ from _conversion_common import (  # noqa: E402
 )
 
 FID_WEIGHTS_SHA256_PREFIX = "6726825d"  # the hash prefix in pytorch-fid's file name (torch.hub convention)
-
-
-class ConversionError(Exception):
-    """A file the converter cannot handle; the message says why."""
 
 
 def load_inception(path: str, trust_pickle: bool) -> arch.Inception3:
@@ -135,35 +133,19 @@ def convert(args) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("weights", help="pt_inception-2015-12-05-6726825d.pth")
-    p.add_argument("--out", required=True, help="output .onnx path")
-    p.add_argument("--id", help="manifest id to write (omit: no manifest update)")
-    p.add_argument("--manifest", default=DEFAULT_MANIFEST, help="weights manifest to update (default: weights/manifest.json)")
-    p.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
+    p = converter_parser(__doc__, "weights", "pt_inception-2015-12-05-6726825d.pth")
     p.add_argument("--image-size", type=int, default=32,
                    help="input H = W (default 32, CIFAR-10); fixed in the graph unless --dynamic-size")
     p.add_argument("--dynamic-size", action="store_true",
                    help="make H and W dynamic too (any image size runs in ORT; the toolkit's feature-network "
                         "builder, lib/metrics/feature_model.ts, needs them fixed)")
     p.add_argument("--trust-pickle", action="store_true", help="allow full unpickling if weights_only loading refuses the file")
-    p.add_argument("--source", help="manifest 'source' text")
-    p.add_argument("--description", help="manifest 'description' text")
-    p.add_argument("--testing", action="store_true", help="mark the entry as a random-weight testing model")
-    p.add_argument("--tol", type=float, default=TOLERANCE,
-                   help="ORT-vs-PyTorch check: max abs error < tol * max(1, max|output|) (default 1e-4)")
-    p.add_argument("--threads", type=int, default=1, help="torch/ORT threads (default 1)")
+    add_entry_flags(p, "output")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
-        return convert(args)
-    except ConversionError as e:
-        raise SystemExit(f"error: {e}") from None
+    return converter_main(parser(), convert, argv)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,11 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _robustness_cifar_models as rcm  # noqa: E402
 from _conversion_common import (  # noqa: E402
+    ConversionError,
+    add_entry_flags,
+    converter_main,
+    converter_parser,
     CIFAR10_CLASSES,
-    DEFAULT_MANIFEST,
-    TOLERANCE,
     check_errors,
     compare_ort,
     export_onnx,
@@ -95,10 +97,6 @@ DENSENETS = {
     ((6, 12, 36, 24), 48): "densenet161",
     ((6, 12, 24, 16), 12): "densenet_cifar",
 }
-
-
-class ConversionError(Exception):
-    """A checkpoint the converter cannot handle; the message says why."""
 
 
 def _count(sd: dict, pattern: str) -> int:
@@ -282,34 +280,19 @@ def _floats(s: str) -> list[float]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("checkpoint", help="robustness checkpoint (.pt), e.g. cifar_l2_0_5.pt")
-    p.add_argument("--out", required=True, help="output .onnx path")
+    p = converter_parser(__doc__, "checkpoint", "robustness checkpoint (.pt), e.g. cifar_l2_0_5.pt")
     p.add_argument("--arch", help="force the architecture (default: detected from the keys)")
-    p.add_argument("--id", help="manifest id to write (omit: no manifest update)")
-    p.add_argument("--manifest", default=DEFAULT_MANIFEST, help="weights manifest to update (default: weights/manifest.json)")
-    p.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
     p.add_argument("--mean", type=_floats, help="override the checkpoint's normaliser mean (r,g,b)")
     p.add_argument("--std", type=_floats, help="override the checkpoint's normaliser std (r,g,b)")
     p.add_argument("--image-size", type=int, default=32, help="input height = width (default 32, CIFAR)")
     p.add_argument("--no-cifar10-classes", action="store_true", help="do not record CIFAR-10 class names")
     p.add_argument("--trust-pickle", action="store_true", help="allow full unpickling if weights_only loading refuses the file")
-    p.add_argument("--source", help="manifest 'source' text")
-    p.add_argument("--description", help="manifest 'description' text")
-    p.add_argument("--testing", action="store_true", help="mark the entry as a random-weight testing model")
-    p.add_argument("--tol", type=float, default=TOLERANCE, help="ORT-vs-PyTorch check: max abs error < tol * max(1, max|logits|) (default 1e-4)")
-    p.add_argument("--threads", type=int, default=1, help="torch/ORT threads (default 1)")
+    add_entry_flags(p, "logits")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parser().parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
-        return convert(args)
-    except ConversionError as e:
-        raise SystemExit(f"error: {e}") from None
+    return converter_main(parser(), convert, argv)
 
 
 if __name__ == "__main__":
