@@ -2,7 +2,8 @@
  * Task `evaluate`: sample-quality metrics of a set of images against a reference set
  * (METHOD.md §6): Frechet distance of feature Gaussians, Inception-Score-style score of the
  * evaluator's softmax, improved precision/recall (k = 3), and the target accuracy of an
- * independent evaluator classifier, overall and per class.
+ * independent evaluator classifier, overall and per class; the evaluator's predicted-class
+ * histogram of the images (labelled or not).
  *   deno task evaluate --images <folder|guide run|test|train> [--reference test|train|<folder>]
  *     [--features <id|path>] [--features-output <value>] [--evaluator <id|path>] [--limit n]
  *     [--out <file.json>]
@@ -249,6 +250,16 @@ export async function evaluateTask(args: string[]): Promise<void> {
         "../shared/README.md), not pixel-exact CIFAR-10",
     );
   }
+  // the evaluator's predicted class of every image (unguided samples: is every class made?)
+  const predicted = new Array<number>(logits.numClasses).fill(0);
+  for (let i = 0; i < set.count; i++) {
+    let best = 0;
+    const row = i * logits.numClasses;
+    for (let c = 1; c < logits.numClasses; c++) {
+      if (logits.logits[row + c] > logits.logits[row + best]) best = c;
+    }
+    predicted[best]++;
+  }
   const metricSeconds = (performance.now() - tMetrics) / 1000;
 
   const perClass = (values: (number | null)[]) =>
@@ -281,6 +292,12 @@ export async function evaluateTask(args: string[]): Promise<void> {
         : null,
       precision: pr ? { name: names.precision, value: pr.precision, k } : null,
       recall: pr ? { name: names.recall, value: pr.recall, k } : null,
+      predictedClasses: {
+        name: `classHistogram_${evaluator.name}`,
+        counts: Object.fromEntries(
+          predicted.map((c, i) => [classNames[i] ?? String(i), c]),
+        ),
+      },
       targetAccuracy: accuracy
         ? {
           name: names.accuracy,

@@ -89,6 +89,15 @@ Deno.test("sanity: test vs train is far closer than noise vs test; accuracy ~80%
   assert.equal(noise.results.targetAccuracy, null); // a flat folder has no labels
   assert.equal(real.summary["IS_sri-resnet-a"], real.results.is.mean);
   assert.ok(real.notes.some((n: string) => /JPEG/.test(n)));
+  // predicted-class histograms: every image counted; real test images spread over all classes
+  const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+  assert.equal(sum(noise.results.predictedClasses.counts), 300);
+  const counts = real.results.predictedClasses.counts;
+  assert.equal(sum(counts), 2000);
+  assert.deepEqual(Object.keys(counts), [...CIFAR10_CLASSES]);
+  for (const c of CIFAR10_CLASSES) {
+    assert.ok(counts[c] > 100 && counts[c] < 300, `${c}: ${counts[c]}`);
+  }
 });
 
 Deno.test("a guide run folder: labels from images/<class>/, run.json classes, cache reuse", async () => {
