@@ -46,6 +46,8 @@ export interface ManifestEntry {
   testing?: boolean;
   /** Not committed: the file lives outside the repository (e.g. ../shared/models). */
   external?: boolean;
+  /** Model card (markdown, relative to the weights folder): data, recipe, time, measured numbers. */
+  card?: string;
 }
 
 /** weights/manifest.json. */

@@ -28,6 +28,8 @@ async function evaluate(args: string[]): Promise<any> {
     "cpu",
     "--out",
     out,
+    "--evaluator",
+    "sri-resnet-a", // these tests pin the shared evaluator's numbers, not the manifest default
     ...args,
   ]);
   return JSON.parse(await Deno.readTextFile(out));

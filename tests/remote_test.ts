@@ -8,6 +8,9 @@ import assert from "node:assert/strict";
 import { serveStatic } from "../tools/serve_static.ts";
 
 const root = new URL("../", import.meta.url).pathname;
+const manifest = JSON.parse(await Deno.readTextFile(`${root}weights/manifest.json`));
+/** The default denoiser's file, relative to the weights folder. */
+const defaultFile: string = manifest.models[manifest.defaults.denoiser].file;
 
 async function remoteRun(url: string, args: string[]) {
   const cwd = await Deno.makeTempDir();
@@ -30,7 +33,7 @@ Deno.test("deno run -A <url>/mod.ts sample: code and weights over HTTP", async (
     const r = await remoteRun(base, ["sample", "--n", "2", "--steps", "3", "--out", "out"]);
     assert.equal(r.code, 0, r.stderr);
     const run = JSON.parse(await Deno.readTextFile(`${r.cwd}/out/run.json`));
-    assert.equal(run.model.location, `${base}weights/mixture_cifar10.onnx`);
+    assert.equal(run.model.location, `${base}weights/${defaultFile}`);
     assert.ok((await Deno.stat(`${r.cwd}/out/images/1.png`)).size > 100);
     // a --weights directory overrides the module URL
     const w = await remoteRun(base, [
@@ -46,7 +49,7 @@ Deno.test("deno run -A <url>/mod.ts sample: code and weights over HTTP", async (
     ]);
     assert.equal(w.code, 0, w.stderr);
     const run2 = JSON.parse(await Deno.readTextFile(`${w.cwd}/o2/run.json`));
-    assert.equal(run2.model.location, `file://${root}weights/mixture_cifar10.onnx`);
+    assert.equal(run2.model.location, `file://${root}weights/${defaultFile}`);
     // a missing weights folder is a clear error
     const bad = await remoteRun(base, [
       "sample",

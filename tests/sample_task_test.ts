@@ -51,7 +51,10 @@ Deno.test("sample writes images/<seed>.png, grid.png, trajectory and run.json", 
   assert.ok(await exists(`${dir}/grid.png`));
   assert.ok(await exists(`${dir}/trajectory.png`));
   const run = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
-  assert.equal(run.model.id, "mixture-cifar10");
+  const manifest = JSON.parse(
+    await Deno.readTextFile(new URL("../weights/manifest.json", import.meta.url)),
+  );
+  assert.equal(run.model.id, manifest.defaults.denoiser);
   assert.equal(run.model.sha256.length, 64);
   assert.equal(run.config.steps, 10);
   assert.equal(run.config.eta, 0.5);

@@ -16,6 +16,13 @@ const DATA = fileURLToPath(
 const tmp = await Deno.makeTempDir({ prefix: "sweep_report_test_" });
 const out = `${tmp}/sweep`;
 const TINY = [
+  // the models are pinned (the test checks their names), not the manifest defaults
+  "--model",
+  "mixture-cifar10",
+  "--classifiers",
+  "vnncomp21-resnet4b",
+  "--evaluator",
+  "sri-resnet-a",
   "--directions",
   "joint,logp",
   "--scales",
