@@ -5,7 +5,7 @@
  *     --direction logp|joint|dual|pgd --scale s --schedule <spec> --steps 100 --eta 0.5
  *     --seeds 0-63 --out <dir> [--evaluator <classifier>] [--trajectory]
  * Writes <out>/images/<class>/<seed>.png, <out>/grid.png (one row per class), per-class grids,
- * <out>/run.json (with the evaluator's target accuracy when given).
+ * <out>/run.json (with the evaluator's target accuracy: the manifest's evaluator by default).
  * @module
  */
 import { CIFAR10_CLASSES } from "../lib/data/cifar10.ts";
@@ -19,7 +19,7 @@ import { loadOnnx } from "../lib/runtime/session.ts";
 import { sample } from "../lib/sampler/loop.ts";
 import { targetAccuracy } from "../lib/metrics/target_accuracy.ts";
 import { scheduleFromSpec } from "../lib/schedule.ts";
-import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
+import { defaultModel, loadManifest, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
 import { parseShard } from "../lib/shard.ts";
 import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
@@ -84,7 +84,8 @@ export const GUIDE_USAGE = `deno task guide [flags]
   --clip-grad <c>          per-image max L2 norm of the direction
   --sampler ddim|ddpm --steps 100 --eta 0.5 --spacing leading --clip true|false
   --seeds <list>           per-image seeds, the same for every class (default 0-7)
-  --evaluator <id|path>    independent classifier: target accuracy of the samples
+  --evaluator <id|path|none>  independent classifier: target accuracy of the samples
+                           (default: the manifest's evaluator; none: skip)
   --trajectory             step grids of the first class's images (Fig 4.8)
   --out <dir> --batch <n> --provider auto|cpu|cuda --threads <n> --weights <dir|url>
   --shard i/n              make every n-th image from the i-th; a rerun resumes; then: deno task merge
@@ -194,7 +195,13 @@ export async function guideTask(args: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const evaluatorRef = f.evaluator;
+  // the manifest's evaluator by default (never the guide itself); --evaluator none skips it
+  const manifestEvaluator = f.evaluator === undefined
+    ? (await loadManifest(base)).defaults.evaluator
+    : undefined;
+  const evaluatorRef = f.evaluator === "none"
+    ? undefined
+    : f.evaluator ?? (manifestEvaluator !== clfRef ? manifestEvaluator : undefined);
   const evaluator = evaluatorRef === undefined
     ? undefined
     : (await loadClassifierRef(evaluatorRef, base, { provider, threads })).classifier;
