@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _training import log, setup_run  # noqa: E402
 from _cifar10_data import DEFAULT_DIR, augment_crop_flip, load_cifar10  # noqa: E402
 from _classifier_archs import ARCHS  # noqa: E402
 from _conversion_common import (  # noqa: E402
@@ -52,10 +53,6 @@ from _conversion_common import (  # noqa: E402
     relpath_for_manifest,
     update_manifest,
 )
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def pgd_l2(model, x, y, eps: float, steps: int, step_size: float, autocast: bool = False):
@@ -123,14 +120,7 @@ def main() -> None:
     if args.id and not args.onnx:
         raise SystemExit("--id registers the ONNX file: pass --onnx PATH too")
 
-    torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16 = args.bf16 == "on" or (
-        args.bf16 == "auto" and (device == "cuda" or "avx512_bf16" in open("/proc/cpuinfo").read())
-    )
-    os.makedirs(args.out, exist_ok=True)
-    ckpt_path = os.path.join(args.out, "ckpt.pt")
-    torch.manual_seed(args.seed)
+    device, bf16, ckpt_path = setup_run(args.threads, args.bf16, args.out, args.seed)
     model = ARCHS[args.arch](args.width).to(device)
     decay, no_decay = [], []
     for n, p in model.named_parameters():

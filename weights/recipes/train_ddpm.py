@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _training import log, setup_run  # noqa: E402
 from _cifar10_data import DEFAULT_DIR, load_cifar10  # noqa: E402
 
 T = 1000
@@ -53,10 +54,6 @@ def make_unet(width: int):
         norm_num_groups=8,
         dropout=0.0,
     )
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -80,15 +77,7 @@ def main() -> None:
     if args.batch < 1 or args.lr <= 0 or args.minutes <= 0:
         raise SystemExit(f"--batch ({args.batch}), --lr ({args.lr}) and --minutes ({args.minutes}) must be > 0")
 
-    torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16 = args.bf16 == "on" or (
-        args.bf16 == "auto" and (device == "cuda" or "avx512_bf16" in open("/proc/cpuinfo").read())
-    )
-    os.makedirs(args.out, exist_ok=True)
-    ckpt_path = os.path.join(args.out, "ckpt.pt")
-
-    torch.manual_seed(args.seed)
+    device, bf16, ckpt_path = setup_run(args.threads, args.bf16, args.out, args.seed)
     model = make_unet(args.width).to(device)
     ema = make_unet(args.width).to(device)
     ema.load_state_dict(model.state_dict())
