@@ -13,6 +13,7 @@
  */
 import { basename } from "node:path";
 import { CIFAR10_CLASSES } from "../lib/data/cifar10.ts";
+import { tallyPredictions } from "../lib/eval/accuracy.ts";
 import type { InputConventions } from "../lib/energy/conventions.ts";
 import { writeJsonAtomic } from "../lib/io/outputs.ts";
 import {
@@ -251,15 +252,8 @@ export async function evaluateTask(args: string[]): Promise<void> {
     );
   }
   // the evaluator's predicted class of every image (unguided samples: is every class made?)
-  const predicted = new Array<number>(logits.numClasses).fill(0);
-  for (let i = 0; i < set.count; i++) {
-    let best = 0;
-    const row = i * logits.numClasses;
-    for (let c = 1; c < logits.numClasses; c++) {
-      if (logits.logits[row + c] > logits.logits[row + best]) best = c;
-    }
-    predicted[best]++;
-  }
+  const predicted = new Float64Array(logits.numClasses);
+  tallyPredictions(logits.logits, set.count, logits.numClasses, predicted);
   const metricSeconds = (performance.now() - tMetrics) / 1000;
 
   const perClass = (values: (number | null)[]) =>
@@ -295,7 +289,7 @@ export async function evaluateTask(args: string[]): Promise<void> {
       predictedClasses: {
         name: `classHistogram_${evaluator.name}`,
         counts: Object.fromEntries(
-          predicted.map((c, i) => [classNames[i] ?? String(i), c]),
+          Array.from(predicted, (c, i) => [classNames[i] ?? String(i), c]),
         ),
       },
       targetAccuracy: accuracy

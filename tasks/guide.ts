@@ -195,9 +195,10 @@ export async function guideTask(args: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  // the manifest's evaluator by default (never the guide itself); --evaluator none skips it
+  // the manifest's evaluator by default (never the guide itself); --evaluator none skips it. Models
+  // given by path need no manifest, so an unreadable one means no default evaluator, not an error.
   const manifestEvaluator = f.evaluator === undefined
-    ? (await loadManifest(base)).defaults.evaluator
+    ? (await loadManifest(base).catch(() => undefined))?.defaults.evaluator
     : undefined;
   const evaluatorRef = f.evaluator === "none"
     ? undefined

@@ -5,13 +5,14 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { loadCifar10 } from "../lib/data/cifar10.ts";
 import { crossEntropyGradient, madryStepSize, pgdAttack } from "../lib/attacks/pgd.ts";
-import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
+import { countCorrect } from "../lib/eval/accuracy.ts";
 import { qSample } from "../lib/forward.ts";
 import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { RandomStream } from "../lib/random.ts";
 import { loadOnnx } from "../lib/runtime/session.ts";
 import { abarAt, scheduleFromSpec } from "../lib/schedule.ts";
-import { defaultModel, loadManifest, resolveModel } from "../lib/weights.ts";
+import { defaultModel, defaultWeightsBase, loadManifest, resolveModel } from "../lib/weights.ts";
+import { loadClassifierRef } from "../tasks/_models.ts";
 
 const DATA = fileURLToPath(
   new URL("../../shared/data/cifar10/cifar-10-binary.tar.gz", import.meta.url),
@@ -25,31 +26,15 @@ function images01(n: number): Float32Array {
   return x;
 }
 
-async function classifier(id: string) {
-  const r = await resolveModel(id, { kind: "classifier" });
-  const e = r.entry!;
-  return await loadEnergyClassifier(r.bytes, {
-    conventions: {
-      range: e.input.range,
-      layout: e.input.layout,
-      mean: e.input.mean,
-      std: e.input.std,
-    },
-    provider: "cpu",
-  });
-}
+const classifier = async (id: string) =>
+  (await loadClassifierRef(id, defaultWeightsBase(), { provider: "cpu" })).classifier;
 
 async function accuracy(id: string, n: number): Promise<number> {
   const clf = await classifier(id);
-  const { logits } = await clf.forward(images01(n), n, Int32Array.from(test.labels.subarray(0, n)));
-  let hits = 0;
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let k = 1; k < 10; k++) if (logits[i * 10 + k] > logits[i * 10 + best]) best = k;
-    if (best === test.labels[i]) hits++;
-  }
+  const y = Int32Array.from(test.labels.subarray(0, n));
+  const { logits } = await clf.forward(images01(n), n, y);
   await clf.release();
-  return hits / n;
+  return countCorrect(logits, y, n, clf.numClasses) / n;
 }
 
 const manifest = await loadManifest();
@@ -101,13 +86,7 @@ Deno.test("the robust family: L2 PGD accuracy at eps 0.5 grows with the training
       stepSize: madryStepSize(eps, steps),
       randomStart: false,
     });
-    let hits = 0;
-    for (let i = 0; i < n; i++) {
-      let best = 0;
-      for (let k = 1; k < 10; k++) if (r.logits[i * 10 + k] > r.logits[i * 10 + best]) best = k;
-      if (best === y[i]) hits++;
-    }
-    robust.push(hits / n);
+    robust.push(countCorrect(r.logits, y, n, clf.numClasses) / n);
     await clf.release();
   }
   // measured: 1.5 / 43.0 / 49.0 / 45.5 %: the standard model breaks, every robust one holds
@@ -121,6 +100,10 @@ Deno.test("default denoiser is a trained DDPM: eps error far below the Gaussian-
   const n = 32;
   const x0 = new Float32Array(n * D);
   for (let i = 0; i < n * D; i++) x0[i] = test.images[i] / 127.5 - 1;
+  const eps = new Float32Array(n * D); // the same noise for every t and model
+  for (let i = 0; i < n; i++) {
+    new RandomStream(1000 + i).fillNormal(eps.subarray(i * D, (i + 1) * D));
+  }
   const mse: Record<string, number[]> = {};
   for (const id of [await defaultModel("denoiser"), "mixture-cifar10"]) {
     const r = await resolveModel(id, { kind: "denoiser" });
@@ -129,10 +112,6 @@ Deno.test("default denoiser is a trained DDPM: eps error far below the Gaussian-
     const schedule = scheduleFromSpec(r.entry!.schedule!);
     mse[id] = [];
     for (const t of [50, 250, 500, 750]) {
-      const eps = new Float32Array(n * D);
-      for (let i = 0; i < n; i++) {
-        new RandomStream(1000 + i).fillNormal(eps.subarray(i * D, (i + 1) * D));
-      }
       const xt = qSample(x0, abarAt(schedule, t), eps);
       const pred = await den(xt, t, {
         n,
