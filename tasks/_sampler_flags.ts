@@ -4,13 +4,14 @@
  * @module
  */
 import type { ImageShape, SamplerConfig } from "../lib/sampler/loop.ts";
+import { isSolver, networkCalls } from "../lib/sampler/solver_loop.ts";
 import {
   type NoiseSchedule,
   type ScheduleSpec,
   scheduleSpecFromDiffusers,
 } from "../lib/schedule.ts";
 import type { ManifestEntry } from "../lib/weights.ts";
-import type { Spacing } from "../lib/timesteps.ts";
+import { type Spacing, SPACINGS } from "../lib/timesteps.ts";
 import { choiceFlag, numberFlag, UsageError } from "./_args.ts";
 
 /** parseArgs option specs of the sampler flags. */
@@ -23,7 +24,60 @@ export const SAMPLER_FLAGS = {
   clip: { type: "string" },
   batch: { type: "string" },
   "scheduler-config": { type: "string" },
+  "image-size": { type: "string" },
+  prediction: { type: "string" },
+  timestep: { type: "string" },
 } as const;
+
+/** Usage lines of the denoiser-convention flags (for models given by path). */
+export const DENOISER_FLAGS_USAGE = `  --image-size HxW       image size of a denoiser whose ONNX input has a dynamic H/W
+  --prediction epsilon|v_prediction|sample   what a model given by path predicts (default: its
+                        --scheduler-config's prediction_type, else epsilon)
+  --timestep index|rescaled|continuous   timestep value it was trained on: t, t*1000/T
+                        (improved-diffusion rescale_timesteps), or (t+1)/T (default index)
+  --variance learned    DDPM with the model's learned variance (the default for 2C-channel models)`;
+
+/** --image-size "64x64" or "64" as [H, W]. */
+export function parseImageSize(raw: string | undefined): [number, number] | undefined {
+  if (raw === undefined) return undefined;
+  const m = /^(\d+)(?:x(\d+))?$/.exec(raw.trim());
+  const h = m ? Number(m[1]) : NaN, w = m ? Number(m[2] ?? m[1]) : NaN;
+  if (!m || !(h >= 1 && w >= 1)) {
+    throw new UsageError(`--image-size '${raw}' is invalid: write HxW or one number, e.g. 64x64`);
+  }
+  return [h, w];
+}
+
+/**
+ * --prediction and --timestep over a model's schedule spec. They describe models given by path;
+ * a manifest model's entry already declares both, so giving them there is refused.
+ */
+export function withConventionFlags(
+  spec: ScheduleSpec,
+  f: { prediction?: string; timestep?: string },
+  fromManifest: boolean,
+): ScheduleSpec {
+  if (f.prediction === undefined && f.timestep === undefined) return spec;
+  if (fromManifest) {
+    throw new UsageError(
+      `--prediction/--timestep are for models given by path; this manifest model declares ` +
+        `them in its entry's schedule (prediction_type, timestep)`,
+    );
+  }
+  const prediction = f.prediction === undefined ? spec.prediction_type : choiceFlag(
+    "prediction",
+    f.prediction,
+    ["epsilon", "v_prediction", "sample"] as const,
+    "epsilon",
+  );
+  const timestep = f.timestep === undefined ? spec.timestep : choiceFlag(
+    "timestep",
+    f.timestep,
+    ["index", "rescaled", "continuous"] as const,
+    "index",
+  );
+  return { ...spec, prediction_type: prediction, timestep };
+}
 
 /**
  * The noise schedule of a denoiser: its manifest entry's, else a diffusers scheduler_config.json
@@ -57,6 +111,29 @@ export async function scheduleSpecFor(
   return entry?.schedule ?? fallback;
 }
 
+/**
+ * Default --steps per sampler (DDPM: all T). The fast solvers default to the step counts their
+ * papers report near-converged for guided sampling: 20 (Heun: 10 steps = 19 network calls).
+ */
+export const DEFAULT_STEPS: Record<string, number | undefined> = {
+  ddim: 100,
+  "dpmpp-2m": 20,
+  unipc: 20,
+  heun: 10,
+};
+
+/**
+ * Default --spacing per sampler: the thesis's leading grid for DDIM/DDPM, diffusers' multistep
+ * `linspace` for DPM-Solver++ and UniPC, Karras sigmas for Heun.
+ */
+export const DEFAULT_SPACING: Record<SamplerConfig["sampler"], Spacing> = {
+  ddim: "leading",
+  ddpm: "leading",
+  "dpmpp-2m": "linspace-open",
+  unipc: "linspace-open",
+  heun: "karras",
+};
+
 /** Raw values of the sampler flags. */
 export type SamplerFlagValues = { [K in keyof typeof SAMPLER_FLAGS]?: string };
 
@@ -71,9 +148,22 @@ export function samplerConfigFromFlags(
   shape: ImageShape,
   seeds: number[],
   defaultEta: number,
+  learnedVariance = false,
 ): SamplerConfig {
-  const sampler = choiceFlag("sampler", f.sampler, ["ddim", "ddpm"] as const, "ddim");
-  const steps = numberFlag("steps", f.steps, sampler === "ddpm" ? schedule.T : 100, {
+  const sampler = choiceFlag(
+    "sampler",
+    f.sampler,
+    ["ddim", "ddpm", "dpmpp-2m", "unipc", "heun"] as const,
+    "ddim",
+  );
+  const solver = isSolver(sampler);
+  if (solver && (f.eta !== undefined || f.variance !== undefined)) {
+    throw new UsageError(
+      `--sampler ${sampler} is a deterministic ODE solver: --eta and --variance do not apply ` +
+        `(drop them, or use --sampler ddim / ddpm)`,
+    );
+  }
+  const steps = numberFlag("steps", f.steps, DEFAULT_STEPS[sampler] ?? schedule.T, {
     int: true,
     min: 1,
     max: schedule.T,
@@ -90,18 +180,8 @@ export function samplerConfigFromFlags(
     schedule,
     steps,
     eta: numberFlag("eta", f.eta, defaultEta, { min: 0 }),
-    spacing: choiceFlag(
-      "spacing",
-      f.spacing,
-      ["leading", "trailing", "linspace"] as const,
-      "leading",
-    ) as Spacing,
-    variance: choiceFlag(
-      "variance",
-      f.variance,
-      ["fixed_small", "fixed_large"] as const,
-      "fixed_small",
-    ),
+    spacing: choiceFlag("spacing", f.spacing, SPACINGS, DEFAULT_SPACING[sampler]),
+    variance: varianceFlag(f.variance, learnedVariance),
     clip: choiceFlag("clip", f.clip, ["true", "false"] as const, clipDefault) === "true",
     seeds,
     shape,
@@ -109,11 +189,29 @@ export function samplerConfigFromFlags(
   };
 }
 
+/** --variance: fixed_small|fixed_large, or learned (default) for a learned-variance model. */
+function varianceFlag(raw: string | undefined, learned: boolean) {
+  const v = choiceFlag(
+    "variance",
+    raw,
+    ["fixed_small", "fixed_large", "learned"] as const,
+    learned ? "learned" : "fixed_small",
+  );
+  if (v === "learned" && !learned) {
+    throw new UsageError(
+      `--variance learned needs a model that outputs its variance (2C channels, variance_type ` +
+        `learned_range); this one does not: use fixed_small or fixed_large`,
+    );
+  }
+  return v;
+}
+
 /** What determines the images besides the model and seeds (for config.json and run.json). */
 export function samplerRecord(cfg: SamplerConfig, spec: ScheduleSpec) {
   return {
     sampler: cfg.sampler,
     steps: cfg.steps,
+    networkCalls: networkCalls(cfg.sampler, cfg.sampler === "ddpm" ? cfg.schedule.T : cfg.steps),
     eta: cfg.eta,
     spacing: cfg.spacing,
     variance: cfg.variance,

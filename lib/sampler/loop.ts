@@ -10,6 +10,7 @@ import { abarAt, type NoiseSchedule, type VarianceKind } from "../schedule.ts";
 import { type Spacing, stepPairs, timestepGrid } from "../timesteps.ts";
 import { ddimSigma, ddimStep } from "./ddim.ts";
 import { ddpmStep } from "./ddpm.ts";
+import { isSolver, solveBatch } from "./solver_loop.ts";
 
 /** Channels, height and width of one image. */
 export interface ImageShape {
@@ -37,6 +38,12 @@ export interface DenoiseContext {
   steps: number;
   /** The schedule being sampled (guidance weights read abar from it). */
   schedule: NoiseSchedule;
+  /**
+   * Set by the denoiser (not by the caller) when its model learns its variance: the variance
+   * interpolation v in [-1, 1] of x, per element (lib/models/parameterisation.ts). The DDPM step
+   * with variance "learned" reads it; eps-only samplers ignore it.
+   */
+  v?: Float32Array;
 }
 
 /**
@@ -65,8 +72,11 @@ export interface StepEvent {
   seeds: readonly number[];
 }
 
-/** Which sampler: DDIM on a sub-grid, or ancestral DDPM on the full grid. */
-export type SamplerKind = "ddim" | "ddpm";
+/**
+ * Which sampler: DDIM on a sub-grid, ancestral DDPM on the full grid, or a fast ODE solver
+ * (lib/sampler/solver_loop.ts): DPM-Solver++(2M), UniPC-2 (bh2), Heun (Karras et al. 2022).
+ */
+export type SamplerKind = "ddim" | "ddpm" | "dpmpp-2m" | "unipc" | "heun";
 
 /** Everything that determines a sample, as a plain value. */
 export interface SamplerConfig {
@@ -127,7 +137,7 @@ export function gridFor(cfg: SamplerConfig): number[] {
   if (!(cfg.eta >= 0)) {
     throw new Error(`--eta ${cfg.eta} is invalid: use a number >= 0 (0 = DDIM, 1 = DDPM-like)`);
   }
-  return timestepGrid(cfg.schedule.T, cfg.steps, cfg.spacing);
+  return timestepGrid(cfg.schedule.T, cfg.steps, cfg.spacing, cfg.schedule.alphasCumprod);
 }
 
 /**
@@ -154,6 +164,14 @@ export async function sample(
     const streams = seeds.map((s) => new RandomStream(s));
     let x = new Float32Array(n * per);
     streams.forEach((s, i) => s.fillNormal(x.subarray(i * per, (i + 1) * per)));
+    if (isSolver(cfg.sampler)) {
+      const ctx = { n, shape: cfg.shape, seeds, items, schedule: cfg.schedule };
+      const b = { kind: cfg.sampler, schedule: cfg.schedule, grid, clip: cfg.clip, ctx };
+      const xs = await solveBatch(denoiser, b, x, hooks);
+      result.set(xs, start * per);
+      await hooks.onBatch?.({ items, seeds, x: xs });
+      continue;
+    }
     let spare = new Float32Array(n * per);
     const x0 = new Float32Array(n * per);
     const noise = new Float32Array(n * per);
@@ -196,6 +214,7 @@ export async function sample(
           schedule: cfg.schedule,
           t,
           variance: cfg.variance,
+          v: ctx.v,
           noise,
           clip: cfg.clip,
           out: spare,
