@@ -1,0 +1,283 @@
+"""The classifier zoo (issue 13, item 6): today's architecture families (weights/recipes/
+_zoo_archs.py) at tiny widths with random weights, exported by both torch.onnx exporters at
+several opsets, with float64 PyTorch autograd references for the energy head.
+
+For every entry this writes tests/fixtures/zoo/<name>.onnx and <name>.ref.json holding a fixed
+input batch x in [0, 1] NCHW, labels y, and, computed in float64 by torch.autograd through the
+entry's input convention (METHOD.md §3-4):
+
+    logits f(x), E(x,y) = -f(x)[y] (eq 2.36), E(x) = -logsumexp_k f(x)[k] (eq 2.37),
+    grad_joint = d/dx sum_n E(x_n, y_n)                                  (joint, §4.6)
+    grad_logp  = d/dx sum_n E(x_n, y_n) - E(x_n) = -log p(y|x)           (eq 2.38, Alg 6)
+    grad_dual  = d/dx sum_n E(x_n, y_n) + lambda |E*_n - E(x_n)|          (§4.8, eq 4.5-4.6)
+
+Arrays are float32 little-endian base64 (the float64 result rounded once). The model that ends
+in Softmax has as reference logits the Softmax's input (what the head must read as f(x)); the
+float16 export's reference is the float64 evaluation of its float16-rounded weights.
+
+    .venv/bin/python weights/recipes/export_zoo.py            # all entries
+    .venv/bin/python weights/recipes/export_zoo.py vit_legacy_op17 swin_dynamo_op18
+
+tests/classifier_zoo_test.ts compiles an energy head from each ONNX file and compares. Every
+export is checked against the torch float32 forward in onnxruntime before anything is written.
+Deterministic: one seed per entry (the entry's index), fixed inputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import json
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _zoo_archs import ARCHS, CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, randomise_norms  # noqa: E402
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+OUT = os.path.join(ROOT, "tests", "fixtures", "zoo")
+N_IMAGES = 2
+DUAL_LAMBDA = 0.15
+CIFAR_OUTSIDE = {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+IMAGENET_OUTSIDE = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+
+# name, family (an ARCHS key), builder kwargs, exporter, opset, dynamic batch, conventions
+# (what the head must fold in: {} = the model normalises inside), image size, extra flags
+ZOO: list[dict] = [
+    dict(name="resnet_legacy_op11_b1", family="resnet", kw={}, exporter="legacy", opset=11, dynamic=False, conv={}),
+    dict(name="resnet_dynamo_op18", family="resnet", kw={"normalize": False}, exporter="dynamo", opset=18,
+         dynamic=True, conv=CIFAR_OUTSIDE),
+    dict(name="preact_resnet_legacy_op13", family="preact_resnet", kw={}, exporter="legacy", opset=13,
+         dynamic=True, conv=CIFAR_OUTSIDE),
+    dict(name="preact_resnet_gn_dynamo_op21", family="preact_resnet", kw={"norm": "group"}, exporter="dynamo",
+         opset=21, dynamic=True, conv=CIFAR_OUTSIDE),
+    dict(name="preact_resnet_gn_legacy_op17", family="preact_resnet", kw={"norm": "group", "normalize": True},
+         exporter="legacy", opset=17, dynamic=False, conv={}),
+    dict(name="wide_resnet_silu_legacy_op17", family="wide_resnet", kw={"normalize": True}, exporter="legacy",
+         opset=17, dynamic=True, conv={}),
+    dict(name="wide_resnet_silu_dynamo_op20", family="wide_resnet", kw={}, exporter="dynamo", opset=20,
+         dynamic=True, conv=CIFAR_OUTSIDE),
+    dict(name="vit_legacy_op13", family="vit", kw={}, exporter="legacy", opset=13, dynamic=True, conv={}),
+    dict(name="vit_legacy_op17", family="vit", kw={}, exporter="legacy", opset=17, dynamic=True, conv={}),
+    dict(name="vit_legacy_op17_b1", family="vit", kw={"sdpa": True}, exporter="legacy", opset=17,
+         dynamic=False, conv={}),
+    dict(name="vit_dynamo_op18", family="vit", kw={"sdpa": True, "normalize": False}, exporter="dynamo",
+         opset=18, dynamic=True, conv=CIFAR_OUTSIDE),
+    dict(name="convnext_legacy_op17", family="convnext", kw={}, exporter="legacy", opset=17, dynamic=True,
+         conv={"range": "pm1"}),
+    dict(name="convnext_dynamo_op20", family="convnext", kw={}, exporter="dynamo", opset=20, dynamic=True,
+         conv=CIFAR_OUTSIDE),
+    dict(name="mobilenetv3_legacy_op13", family="mobilenetv3", kw={}, exporter="legacy", opset=13,
+         dynamic=True, conv={}),
+    dict(name="mobilenetv3_dynamo_op18", family="mobilenetv3", kw={}, exporter="dynamo", opset=18,
+         dynamic=False, conv={}),
+    dict(name="mobilenetv2_legacy_op11_b1", family="mobilenetv2", kw={}, exporter="legacy", opset=11,
+         dynamic=False, conv={}),
+    dict(name="efficientnet_legacy_op17_b1", family="efficientnet", kw={}, exporter="legacy", opset=17,
+         dynamic=False, conv=CIFAR_OUTSIDE),
+    dict(name="efficientnet_dynamo_op21", family="efficientnet", kw={}, exporter="dynamo", opset=21,
+         dynamic=True, conv={"range": "pm1"}),
+    dict(name="densenet_legacy_op11", family="densenet", kw={}, exporter="legacy", opset=11, dynamic=True,
+         conv={}),
+    dict(name="densenet_dynamo_op18", family="densenet", kw={}, exporter="dynamo", opset=18, dynamic=True,
+         conv={}),
+    dict(name="swin_legacy_op17", family="swin", kw={}, exporter="legacy", opset=17, dynamic=True, conv={}),
+    dict(name="swin_dynamo_op18", family="swin", kw={}, exporter="dynamo", opset=18, dynamic=True, conv={}),
+    # the cases of items 3-4 and a 1000-class 64x64 model (item 7)
+    dict(name="resnet_softmax_legacy_op13", family="resnet", kw={"softmax": True}, exporter="legacy", opset=13,
+         dynamic=True, conv={}, output="softmax"),
+    dict(name="resnet_fp16_legacy_op13", family="resnet", kw={}, exporter="legacy", opset=13, dynamic=True,
+         conv={}, dtype="float16"),
+    dict(name="resnet_imagenet64_k1000_dynamo_op18", family="resnet",
+         kw={"classes": 1000, "normalize": False, "stem_stride": 2}, exporter="dynamo", opset=18, dynamic=True,
+         conv=IMAGENET_OUTSIDE, size=64),
+]
+
+
+def to_model_input(x01: torch.Tensor, conv: dict) -> torch.Tensor:
+    """The convention the head folds in: range map, then (x - mean) / std (NCHW)."""
+    x = x01 * 2 - 1 if conv.get("range") == "pm1" else x01
+    if "mean" in conv:
+        mean = torch.tensor(conv["mean"], dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(conv["std"], dtype=x.dtype).view(1, -1, 1, 1)
+        x = (x - mean) / std
+    return x
+
+
+def b64(t: torch.Tensor) -> str:
+    return base64.b64encode(t.detach().cpu().numpy().astype("<f4").tobytes()).decode("ascii")
+
+
+def export(model: torch.nn.Module, example: torch.Tensor, entry: dict) -> bytes:
+    """ONNX bytes of `model` from the entry's exporter at its opset."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if entry["exporter"] == "legacy":
+            f = io.BytesIO()
+            torch.onnx.export(
+                model, (example,), f, input_names=["input"], output_names=["logits"],
+                opset_version=entry["opset"], do_constant_folding=True, dynamo=False,
+                dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}} if entry["dynamic"] else None,
+            )
+            data = f.getvalue()
+        else:
+            dyn = ({0: torch.export.Dim("N", min=1, max=4096)},) if entry["dynamic"] else None
+            prog = torch.onnx.export(
+                model, (example,), input_names=["input"], output_names=["logits"],
+                opset_version=entry["opset"], dynamo=True, dynamic_shapes=dyn, verbose=False,
+                optimize=True,
+            )
+            data = prog.model_proto.SerializeToString()
+    m = onnx.load_from_string(data)
+    onnx.checker.check_model(m)
+    return data
+
+
+def ort_logits(data: bytes, x: np.ndarray, batch1: bool) -> np.ndarray:
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    if batch1:
+        return np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(x.shape[0])])
+    return sess.run(None, {name: x})[0]
+
+
+def build_entry(index: int, entry: dict) -> dict:
+    name = entry["name"]
+    size = entry.get("size", 32)
+    dtype = entry.get("dtype", "float32")
+    softmax = entry.get("output") == "softmax"
+    torch.manual_seed(1000 + index)
+    gen = torch.Generator().manual_seed(2000 + index)
+    model = ARCHS[entry["family"]](**entry["kw"]).eval()
+    randomise_norms(model, gen)
+    if dtype == "float16":
+        model = model.half()
+    x01 = torch.rand(N_IMAGES, 3, size, size, generator=gen)
+    # a dynamic batch needs an example of >= 2 images (torch.export specialises a batch of 1)
+    example = to_model_input(x01 if entry["dynamic"] else x01[:1], entry["conv"]).to(torch.float16 if dtype == "float16" else torch.float32)
+
+    t0 = time.time()
+    data = export(model, example, entry)
+    export_s = time.time() - t0
+    proto = onnx.load_from_string(data)
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+    # the export against torch (float32; float16 at its own precision)
+    with torch.no_grad():
+        xin = to_model_input(x01, entry["conv"])
+        if dtype == "float16":
+            ref32 = model.float()(xin).double()
+            got = ort_logits(data, xin.half().numpy(), not entry["dynamic"]).astype(np.float64)
+            model = model.half()
+            tol = 2e-2
+        else:
+            ref32 = model(xin).double()
+            got = ort_logits(data, xin.numpy(), not entry["dynamic"]).astype(np.float64)
+            tol = 1e-4
+    scale = max(1e-6, float(ref32.abs().max()))
+    export_err = float(np.abs(got - ref32.numpy()).max()) / scale
+    if export_err > tol:
+        raise SystemExit(f"{name}: onnxruntime differs from torch by {export_err:.2e} (relative)")
+
+    # float64 references (the float16 model: its rounded weights, evaluated in float64)
+    m64 = copy.deepcopy(model).double().eval()
+    x = x01.double().requires_grad_(True)
+    inp = to_model_input(x, entry["conv"])
+    logits = m64.logits(inp) if softmax else m64(inp)
+    K = logits.shape[1]
+    y = torch.randint(0, K, (N_IMAGES,), generator=gen)
+    e_xy = -logits.gather(1, y.view(-1, 1)).squeeze(1)
+    e_x = -torch.logsumexp(logits, dim=1)
+    # E* one unit above / below E(x) (rounded to float32, as the head receives it), so that the
+    # abs term's sign is +1 for one image and -1 for the other
+    e_star = (e_x.detach() + torch.tensor([1.0, -1.0], dtype=torch.float64)).float().double()
+    objectives = {
+        "joint": e_xy.sum(),
+        "logp": (e_xy - e_x).sum(),
+        "dual": (e_xy + DUAL_LAMBDA * (e_star - e_x).abs()).sum(),
+    }
+    grads = {k: torch.autograd.grad(v, x, retain_graph=True)[0] for k, v in objectives.items()}
+
+    ops = Counter(n.op_type for n in proto.graph.node)
+    inputs = {i.name for i in proto.graph.initializer}
+    in_dims = [
+        d.dim_param or d.dim_value
+        for i in proto.graph.input if i.name not in inputs
+        for d in i.type.tensor_type.shape.dim
+    ]
+    return {
+        "description": (
+            f"classifier zoo: {entry['family']} ({type(model).__name__}, random weights, seed {1000 + index}) "
+            f"exported by the torch.onnx {entry['exporter']} exporter at opset {opset} to {name}.onnx; "
+            f"references from torch {torch.__version__} autograd in float64; arrays float32 little-endian base64; "
+            "grads wrt x in [0,1] NCHW of sum_n E(x,y) (joint), sum_n E(x,y) - E(x) (logp), "
+            f"sum_n E(x,y) + {DUAL_LAMBDA} |e_star - E(x)| (dual)"
+        ),
+        "name": name,
+        "family": entry["family"],
+        "architecture": type(model).__name__,
+        "kwargs": entry["kw"],
+        "exporter": entry["exporter"],
+        "opset": opset,
+        "dynamic_batch": entry["dynamic"],
+        "input_dims": in_dims,
+        "dtype": dtype,
+        "output_kind": "softmax" if softmax else "logits",
+        "model": f"{name}.onnx",
+        "conventions": entry["conv"],
+        "num_classes": K,
+        "node_count": len(proto.graph.node),
+        "ops": dict(sorted(ops.items())),
+        "export_relative_error": export_err,
+        "export_seconds": round(export_s, 2),
+        "tolerance": 1e-4,
+        "x_shape": list(x01.shape),
+        "x_b64": b64(x01),
+        "y": y.tolist(),
+        "dual_lambda": DUAL_LAMBDA,
+        "e_star": e_star.tolist(),
+        "logits_b64": b64(logits),
+        "energy_xy": e_xy.tolist(),
+        "energy_x": e_x.tolist(),
+        "grad_joint_b64": b64(grads["joint"]),
+        "grad_logp_b64": b64(grads["logp"]),
+        "grad_dual_b64": b64(grads["dual"]),
+    }, data
+
+
+def main(argv: list[str]) -> int:
+    torch.set_num_threads(1)
+    os.makedirs(OUT, exist_ok=True)
+    wanted = set(argv)
+    unknown = wanted - {e["name"] for e in ZOO}
+    if unknown:
+        print(f"unknown zoo entries {sorted(unknown)}; known: {[e['name'] for e in ZOO]}", file=sys.stderr)
+        return 2
+    for index, entry in enumerate(ZOO):
+        if wanted and entry["name"] not in wanted:
+            continue
+        fixture, data = build_entry(index, entry)
+        with open(os.path.join(OUT, f"{entry['name']}.onnx"), "wb") as f:
+            f.write(data)
+        with open(os.path.join(OUT, f"{entry['name']}.ref.json"), "w") as f:
+            json.dump(fixture, f, indent=1)
+            f.write("\n")
+        print(
+            f"{entry['name']}: opset {fixture['opset']}, {len(data) / 1024:.0f} KB, {fixture['node_count']} nodes, "
+            f"export rel err {fixture['export_relative_error']:.1e}, ops {fixture['ops']}",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
