@@ -7,7 +7,16 @@
   --attack-steps-step L2 PGD adversary (step 2.5 E / steps, no random start, the model in eval mode
   while attacking), E = 0 is standard training.
 * The independent evaluator: `--arch vgg` (a different architecture), standard training,
-  label smoothing.
+  label smoothing. (The faster, more accurate one is train_evaluator_fast.py.)
+* The wider robust guide (issue 17): `--arch wresnet --widths 32,64,192` (0.53M params) with
+  `--attack fgsm-rs`: single-step L2 adversarial training with a random start (Wong, Rice & Kolter
+  2020, "Fast is better than free", FGSM-RS: start uniform in the eps-ball, one step of 1.25 eps
+  along the normalised gradient, projected back). Andriushchenko & Flammarion (2020, GradAlign)
+  show single-step training with a random start matches multi-step PGD training at small radii
+  (catastrophic overfitting appears only at L-inf >= ~8/255; L2 0.5 and 1.0 are ~2.3/255 and
+  ~4.6/255 in RMS-per-pixel terms). Cost: 2 forward/backward passes per batch instead of 4 for
+  PGD-3. --pgd-check N measures L2 PGD-20 at eps on N test images after every epoch, to catch
+  catastrophic overfitting (robust accuracy collapsing while clean accuracy rises).
 
 Common: random crop (reflect pad 4) + horizontal flip, SGD Nesterov momentum 0.9, weight decay
 5e-4, batch 128, linear warm-up to --lr over the first 15% of steps then linear decay to 0,
@@ -42,7 +51,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _training import log, setup_run  # noqa: E402
 from _cifar10_data import DEFAULT_DIR, augment_crop_flip, load_cifar10  # noqa: E402
-from _classifier_archs import ARCHS  # noqa: E402
+from _classifier_archs import ARCHS, wresnet  # noqa: E402
 from _conversion_common import (  # noqa: E402
     CIFAR10_CLASSES,
     DEFAULT_MANIFEST,
@@ -82,6 +91,24 @@ def accuracy(model, x, y, batch: int = 500) -> float:
     return hits / len(x)
 
 
+def fgsm_rs_l2(model, x, y, eps: float, alpha: float, autocast: bool = False):
+    """FGSM with a random start (Wong et al. 2020), L2 version: delta0 = eps * u * g/|g| with g
+    Gaussian and u ~ U(0, 1); one step of `alpha` along the normalised CE gradient; projection onto
+    the eps-ball and the [0, 1] box."""
+    g0 = torch.randn_like(x)
+    g0 = g0 / g0.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    delta = eps * torch.rand(len(x), 1, 1, 1, device=x.device) * g0
+    delta = ((x + delta).clamp(0, 1) - x).requires_grad_(True)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model(x + delta)
+    (g,) = torch.autograd.grad(F.cross_entropy(logits.float(), y), delta)
+    gn = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    delta = delta.detach() + alpha * g / gn
+    dn = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    delta = delta * torch.clamp(eps / dn, max=1.0)
+    return (x + delta).clamp(0, 1).detach()
+
+
 def robust_accuracy(model, x, y, eps: float, steps: int = 20, batch: int = 250) -> float:
     model.eval()
     hits = 0
@@ -95,8 +122,12 @@ def robust_accuracy(model, x, y, eps: float, steps: int = 20, batch: int = 250) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", choices=sorted(ARCHS), required=True)
+    ap.add_argument("--arch", choices=sorted([*ARCHS, "wresnet"]), required=True)
     ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--widths", default="32,64,192", help="wresnet: the three stage widths")
+    ap.add_argument("--attack", choices=["pgd", "fgsm-rs"], default="pgd", help="training adversary (eps > 0)")
+    ap.add_argument("--fgsm-alpha", type=float, default=1.25, help="fgsm-rs step, in units of eps")
+    ap.add_argument("--pgd-check", type=int, default=0, help="L2 PGD-20 at eps on N test images per epoch")
     ap.add_argument("--eps", type=float, default=0.0, help="L2 PGD training radius, pixel range [0,1]")
     ap.add_argument("--attack-steps", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=10)
@@ -121,7 +152,15 @@ def main() -> None:
         raise SystemExit("--id registers the ONNX file: pass --onnx PATH too")
 
     device, bf16, ckpt_path = setup_run(args.threads, args.bf16, args.out, args.seed)
-    model = ARCHS[args.arch](args.width).to(device)
+    if args.arch == "wresnet":
+        widths = tuple(int(w) for w in args.widths.split(","))
+        if len(widths) != 3 or min(widths) < 1:
+            raise SystemExit(f"--widths must be three positive integers, got {args.widths!r}")
+        model = wresnet(widths).to(device)
+        arch_name = f"wresnet-{'-'.join(map(str, widths))}"
+    else:
+        model = ARCHS[args.arch](args.width).to(device)
+        arch_name = f"{args.arch}-w{args.width}"
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
@@ -146,13 +185,13 @@ def main() -> None:
     total_steps = steps_per_epoch * args.epochs
     warm = max(1, int(0.15 * total_steps))
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"{args.arch}-w{args.width}: {n_params:,} params, eps {args.eps}, {args.epochs} epochs, "
+    log(f"{arch_name}: {n_params:,} params, eps {args.eps}, {args.epochs} epochs, "
         f"bf16 {bf16}, threads {args.threads}, device {device}")
     state["hardware"].append({"from_epoch": state["epoch"], "device": device, "threads": args.threads,
                               "cpu": platform.processor() or platform.machine(), "bf16": bf16})
     while state["epoch"] < args.epochs:
         ep = state["epoch"]
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         rng = np.random.default_rng([args.seed, ep])
         perm = torch.from_numpy(rng.permutation(n_train))
         tot_loss, tot_hits, seen = 0.0, 0, 0
@@ -164,7 +203,10 @@ def main() -> None:
             idx = perm[s * args.batch : (s + 1) * args.batch]
             xb = augment_crop_flip(x_train_t[idx].float().div(255), rng).to(device)
             yb = y_train_t[idx].to(device)
-            if args.eps > 0:
+            if args.eps > 0 and args.attack == "fgsm-rs":
+                model.eval()
+                xb = fgsm_rs_l2(model, xb, yb, args.eps, args.fgsm_alpha * args.eps, bf16)
+            elif args.eps > 0:
                 model.eval()
                 xb = pgd_l2(model, xb, yb, args.eps, args.attack_steps, 2.5 * args.eps / args.attack_steps, bf16)
             model.train()
@@ -183,12 +225,20 @@ def main() -> None:
                 log(f"epoch {ep + 1}/{args.epochs} step {s + 1}/{steps_per_epoch} loss {tot_loss / seen:.3f} "
                     f"train acc {tot_hits / seen:.3f} {rate:.0f} img/s ETA {left / 60:.1f} min")
         dt = time.time() - t0
+        state["cpu_seconds"] = state.get("cpu_seconds", 0.0) + time.process_time() - c0
         test_acc = accuracy(model, x_test_t[:2000], y_test_t[:2000])
         state["epoch"] = ep + 1
         state["elapsed"] += dt
         state["epochs"].append({"epoch": ep + 1, "loss": tot_loss / seen, "train_acc": tot_hits / seen,
                                 "test_acc_2000": test_acc, "seconds": dt})
-        log(f"epoch {ep + 1} done in {dt:.0f} s: loss {tot_loss / seen:.3f}, test acc (2000) {test_acc:.4f}")
+        if args.pgd_check > 0 and args.eps > 0:
+            n = min(args.pgd_check, len(x_test_t))
+            state["epochs"][-1]["pgd20_acc_at_eps"] = robust_accuracy(model, x_test_t[:n], y_test_t[:n], args.eps)
+            state["epochs"][-1]["pgd_check_images"] = n
+            state["epochs"][-1]["test_acc_pgd_check_images"] = accuracy(model, x_test_t[:n], y_test_t[:n])
+        log(f"epoch {ep + 1} done in {dt:.0f} s: loss {tot_loss / seen:.3f}, test acc (2000) {test_acc:.4f}"
+            + (f", PGD-20 at {args.eps} on {args.pgd_check}: {state['epochs'][-1].get('pgd20_acc_at_eps')}"
+               if args.pgd_check > 0 and args.eps > 0 else ""))
         tmp = ckpt_path + ".tmp"
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state, "args": vars(args)}, tmp)
         os.replace(tmp, ckpt_path)
@@ -202,9 +252,10 @@ def main() -> None:
     info = {
         "recipe": "weights/recipes/train_classifier.py",
         "args": vars(args),
-        "arch": f"{args.arch}-w{args.width}",
+        "arch": arch_name,
         "params": n_params,
         "train_minutes": state["elapsed"] / 60,
+        "train_cpu_minutes": state.get("cpu_seconds", 0.0) / 60,
         "epochs": state["epochs"],
         "hardware": state["hardware"],
         "clean_test_acc_10000": clean,
@@ -226,6 +277,8 @@ def main() -> None:
             raise SystemExit(f"ONNX export differs from PyTorch: {errs}")
         if args.id:
             what = ("standard training (eps = 0)" if args.eps == 0 else
+                    f"L2 FGSM-RS adversarial training at eps = {args.eps} (pixel range [0,1], random start "
+                    f"in the ball, one step of {args.fgsm_alpha} eps)" if args.attack == "fgsm-rs" else
                     f"L2 PGD adversarial training at eps = {args.eps} (pixel range [0,1], "
                     f"{args.attack_steps} steps of 2.5 eps/{args.attack_steps})")
             update_manifest(args.manifest, args.id, {
@@ -234,7 +287,7 @@ def main() -> None:
                 "kind": "classifier",
                 "input": {"range": "01", "layout": "nchw", "shape": [3, 32, 32]},
                 "source": f"weights/recipes/train_classifier.py {' '.join(sys.argv[1:])}",
-                "description": f"project-trained CIFAR-10 {args.arch}-w{args.width} ({n_params:,} params), {what}, "
+                "description": f"project-trained CIFAR-10 {arch_name} ({n_params:,} params), {what}, "
                                f"{args.epochs} epochs in {state['elapsed'] / 60:.0f} min on CPU; clean acc "
                                f"{clean * 100:.1f}% on the 10,000 test images",
                 "classes": CIFAR10_CLASSES,

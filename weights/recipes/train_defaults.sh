@@ -4,6 +4,10 @@
 # checkpoints and resumes when rerun; finished steps (their ONNX present) are skipped.
 #   weights/recipes/train_defaults.sh classifiers   # robust family + evaluator (one thread)
 #   weights/recipes/train_defaults.sh ddpm          # DDPM, then export to ONNX
+# Issue 17 (stronger defaults; run niced in the background, one thread each):
+#   weights/recipes/train_defaults.sh evaluator     # airbench-style evaluator, flip TTA in the graph
+#   weights/recipes/train_defaults.sh guides        # wider ResNet family, L2 FGSM-RS, eps 0.5 first
+#   weights/recipes/train_defaults.sh ddpm-minsnr   # DDPM continued from ddpm-cifar10-small, Min-SNR
 # THREADS (default 1) sets the torch threads; PY the interpreter (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,13 +31,35 @@ case "${1:-}" in
     classifier cifar10-resnet16-l2-1.0 resnet 16 1.0 6 --card cards/cifar10-resnet16-l2.md
     classifier cifar10-resnet16-l2-0.25 resnet 16 0.25 6 --card cards/cifar10-resnet16-l2.md
     ;;
+  evaluator)
+    id=cifar10-airbench64-eval
+    if [[ -f weights/classifiers/$id.onnx ]]; then echo "skip $id (exists)" >&2; exit 0; fi
+    "$PY" $R/train_evaluator_fast.py --epochs 16 --threads "$THREADS" --out "runs/evaluator-airbench" \
+      --onnx "weights/classifiers/$id.onnx" --id "$id"
+    ;;
+  guides)
+    for eps in 0.5 1.0 0.25 0; do
+      classifier "cifar10-wresnet-l2-$eps" wresnet 32 "$eps" 15 --widths 32,64,192 --attack fgsm-rs \
+        --pgd-check 500 --card cards/cifar10-wresnet-l2.md
+    done
+    ;;
+  ddpm-minsnr)
+    # continues the 120-minute ddpm-cifar10-small (weights recovered from its ONNX), budget in CPU
+    # minutes so pauses do not count, EMA snapshots every 30 min for the FD curve
+    "$PY" $R/train_ddpm.py --out runs/ddpm-minsnr --init-onnx weights/denoisers/ddpm-cifar10-small.onnx \
+      --minutes-offset 120 --minutes "${DDPM_MINUTES:-480}" --clock cpu --snapshot-minutes 30 \
+      --loss-weight min-snr --snr-gamma 5 --lr 2e-4 --lr-schedule cosine --lr-min 1e-5 --ema 0.9995 \
+      --threads "$THREADS"
+    "$PY" $R/export_diffusers_unet.py runs/ddpm-minsnr/pipeline --out weights/denoisers/ddpm-cifar10-minsnr.onnx \
+      --id ddpm-cifar10-minsnr
+    ;;
   ddpm)
     "$PY" $R/train_ddpm.py --out runs/ddpm --minutes "${DDPM_MINUTES:-100}" --threads "$THREADS"
     "$PY" $R/export_diffusers_unet.py runs/ddpm/pipeline --out weights/denoisers/ddpm-cifar10-small.onnx \
       --id ddpm-cifar10-small
     ;;
   *)
-    echo "usage: $0 classifiers|ddpm" >&2
+    echo "usage: $0 classifiers|ddpm|evaluator|guides|ddpm-minsnr" >&2
     exit 2
     ;;
 esac
