@@ -6,20 +6,26 @@ import type { NodeProto } from "../onnx/proto.ts";
 import { DataType } from "../onnx/proto.ts";
 import { intAttr } from "./_emit.ts";
 import type { GradRule } from "./rule.ts";
+import { ACTIVATION_RULES } from "./rules_activation.ts";
 import { CONV_RULES } from "./rules_conv.ts";
 import { ELEMENTWISE_RULES } from "./rules_elementwise.ts";
 import { LINEAR_RULES } from "./rules_linear.ts";
+import { NORM_RULES } from "./rules_norm.ts";
 import { POOL_RULES } from "./rules_pool.ts";
 import { REDUCE_RULES } from "./rules_reduce.ts";
+import { RESIZE_RULES } from "./rules_resize.ts";
 import { SHAPE_RULES } from "./rules_shape.ts";
 
 /** Every gradient rule, by ONNX op type (default domain). */
 export const GRAD_RULES: Readonly<Record<string, GradRule>> = {
+  ...ACTIVATION_RULES,
   ...CONV_RULES,
   ...ELEMENTWISE_RULES,
   ...LINEAR_RULES,
+  ...NORM_RULES,
   ...POOL_RULES,
   ...REDUCE_RULES,
+  ...RESIZE_RULES,
   ...SHAPE_RULES,
 };
 

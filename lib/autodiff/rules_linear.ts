@@ -12,6 +12,7 @@ import {
   i64Const,
   intAttr,
   optionalInput,
+  stringAttr,
   swapLastTwo,
   unbroadcast,
 } from "./_emit.ts";
@@ -106,8 +107,91 @@ const gemm: GradRule = {
   },
 };
 
+/** An einsum equation split into operand terms and the output term (ellipsis as "..."). */
+export interface EinsumEquation {
+  /** Subscripts of each operand; "..." is one token. */
+  inputs: string[][];
+  /** Subscripts of the output (implicit form: letters used once, sorted, after "..."). */
+  output: string[];
+}
+
+/** Parses an Einsum equation ("bhqd,bhkd->bhqk", "ij,jk", "...ij,...jk->...ik"). */
+export function parseEinsum(equation: string): EinsumEquation {
+  const tokens = (term: string) =>
+    term.replaceAll("...", ".").split("").map((t) => t === "." ? "..." : t);
+  const [lhs, rhs] = equation.replaceAll(" ", "").split("->");
+  const inputs = lhs.split(",").map(tokens);
+  let output: string[];
+  if (rhs !== undefined) output = tokens(rhs);
+  else {
+    const counts = new Map<string, number>();
+    for (const t of inputs.flat()) counts.set(t, (counts.get(t) ?? 0) + 1);
+    const once = [...counts].filter(([t, n]) => n === 1 && t !== "...").map(([t]) => t).sort();
+    output = [...(counts.has("...") ? ["..."] : []), ...once];
+  }
+  return { inputs, output };
+}
+
+/**
+ * Why operand `i` of an einsum has no gradient rule here, or undefined: its cotangent is itself
+ * an einsum of dY with the other operands, output subscripts = operand i's, which needs every
+ * subscript of operand i to appear once in it and somewhere in dY or the other operands.
+ */
+function einsumOperandProblem(eq: EinsumEquation, i: number): string | undefined {
+  const term = eq.inputs[i];
+  if (new Set(term).size !== term.length) {
+    return `operand ${i} repeats a subscript (a diagonal, '${term.join("")}')`;
+  }
+  const elsewhere = new Set([...eq.output, ...eq.inputs.filter((_, j) => j !== i).flat()]);
+  const alone = term.filter((t) => !elsewhere.has(t));
+  return alone.length > 0
+    ? `subscript(s) ${alone.join(", ")} of operand ${i} are summed within that operand only`
+    : undefined;
+}
+
+/**
+ * Einsum: dX_i = einsum(dY, X_j (j != i); "out,terms_j->term_i") (the product rule applied to a
+ * multilinear map: X_i's cotangent contracts dY with every other operand), then summed back
+ * over broadcast ellipsis axes. Covers the forms attention uses (batched products, transposed
+ * operands, outer products); diagonals and operand-only sums are refused.
+ */
+const einsum: GradRule = {
+  slots: [],
+  rest: "diff",
+  check: (node) => {
+    const eq = parseEinsum(stringAttr(node, "equation", ""));
+    if (eq.inputs.length !== node.input.length) {
+      return `the equation has ${eq.inputs.length} operand terms for ${node.input.length} inputs`;
+    }
+    for (let i = 0; i < node.input.length; i++) {
+      if (!node.input[i]) continue;
+      const problem = einsumOperandProblem(eq, i);
+      if (problem) return `${problem}; no einsum gradient rule for this form`;
+    }
+    return undefined;
+  },
+  vjp: ({ b, node, dy, needs }) => {
+    const eq = parseEinsum(stringAttr(node, "equation", ""));
+    const text = (t: string[]) => t.join("");
+    return node.input.map((x, i) => {
+      if (!needs[i]) return undefined;
+      const others = node.input.map((v, j) => [v, j] as const).filter(([, j]) => j !== i);
+      const equation = `${
+        [
+          eq.output,
+          ...others.map(([, j]) => eq.inputs[j]),
+        ].map(text).join(",")
+      }` +
+        `->${text(eq.inputs[i])}`;
+      const d = b.node("Einsum", [dy[0]!, ...others.map(([v]) => v)], { equation });
+      return eq.inputs[i].includes("...") ? unbroadcast(b, d, x) : d;
+    });
+  },
+};
+
 /** Matrix-product rules by op type. */
 export const LINEAR_RULES: Readonly<Record<string, GradRule>> = {
+  Einsum: einsum,
   Gemm: gemm,
   MatMul: matmul,
 };

@@ -132,9 +132,27 @@ const globalAveragePool: GradRule = {
   },
 };
 
+/**
+ * GlobalMaxPool: y = max over the spatial axes (kept as size 1). The cotangent goes to the
+ * positions attaining the maximum, split evenly between ties (as torch.amax): counted in the
+ * [N, C, H W ...] view, so any rank works.
+ */
+const globalMaxPool: GradRule = {
+  slots: ["diff"],
+  vjp: ({ b, node, dy }) => {
+    const [x, y] = [node.input[0], node.output[0]];
+    const mask = b.node("Equal", [x, y]);
+    const flat = b.node("Reshape", [castLike(b, mask, x), i64Const(b, [0, 0, -1])]);
+    const count = b.node("ReduceSum", [flat, i64Const(b, [2])], { keepdims: 1 });
+    const share = b.node("Div", [dy[0]!, reshapeLike(b, count, y)]);
+    return [b.node("Where", [mask, share, constLike(b, 0, x)])];
+  },
+};
+
 /** Pooling rules by op type. */
 export const POOL_RULES: Readonly<Record<string, GradRule>> = {
   AveragePool: averagePool,
   GlobalAveragePool: globalAveragePool,
+  GlobalMaxPool: globalMaxPool,
   MaxPool: maxPool,
 };

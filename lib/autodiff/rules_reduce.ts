@@ -7,7 +7,7 @@
  * @module
  */
 import type { NodeProto } from "../onnx/proto.ts";
-import { castLike, i64Const, intAttr, intsAttr, optionalInput } from "./_emit.ts";
+import { castLike, constLike, i64Const, intAttr, intsAttr, optionalInput } from "./_emit.ts";
 import type { GradRule, VjpContext } from "./rule.ts";
 
 /** First opset where each reduction takes `axes` as an input instead of an attribute. */
@@ -72,6 +72,47 @@ const reduceLogSumExp = reduction((ctx, spread, axes) => {
   return b.node("Mul", [spread, b.node("Exp", [b.node("Sub", [node.input[0], y])])]);
 });
 
+/**
+ * ReduceMax / ReduceMin: the cotangent goes to the positions that attain the extreme value,
+ * split evenly between ties (as torch.amax/amin's backward): dX = mask dY / count, mask =
+ * (x == y broadcast back), count = the number of such positions in each reduced group.
+ */
+const reduceExtreme = reduction((ctx, spread, axes) => {
+  const { b, node } = ctx;
+  const x = node.input[0];
+  const mask = b.node("Equal", [x, expandBack(ctx, node.output[0], axes)]);
+  const ones = castLike(b, mask, spread);
+  const count = axes === "all"
+    ? b.node("ReduceSum", [ones], { keepdims: 1 })
+    : b.node("ReduceSum", [ones, typeof axes === "string" ? axes : i64Const(b, axes)], {
+      keepdims: 1,
+    });
+  const share = b.node("Div", [spread, b.node("Expand", [count, b.node("Shape", [x])])]);
+  return b.node("Where", [mask, share, constLike(b, 0, spread)]);
+});
+
+/** ReduceL2, y = sqrt(sum x^2): dX = dY x / y (0 where y = 0, the subgradient PyTorch takes). */
+const reduceL2 = reduction((ctx, spread, axes) => {
+  const { b, node } = ctx;
+  const y = expandBack(ctx, node.output[0], axes);
+  const safe = b.node("Where", [
+    b.node("Equal", [y, constLike(b, 0, y)]),
+    constLike(b, 1, y),
+    y,
+  ]);
+  return b.node("Mul", [spread, b.node("Div", [node.input[0], safe])]);
+});
+
+/** ReduceSumSquare, y = sum x^2: dX = 2 dY x. */
+const reduceSumSquare = reduction(({ b, node }, spread) =>
+  b.node("Mul", [spread, b.node("Mul", [node.input[0], constLike(b, 2, node.input[0])])])
+);
+
+/** ReduceL1, y = sum |x|: dX = dY sign(x). */
+const reduceL1 = reduction(({ b, node }, spread) =>
+  b.node("Mul", [spread, b.node("Sign", [node.input[0]])])
+);
+
 const olderSoftmax = (_node: NodeProto, opset: number) =>
   opset < 13
     ? "softmax before opset 13 (2-D coercion) must be upgraded first (upgradeOpset)"
@@ -105,7 +146,12 @@ const logSoftmax: GradRule = {
 /** Reduction and softmax rules by op type. */
 export const REDUCE_RULES: Readonly<Record<string, GradRule>> = {
   LogSoftmax: logSoftmax,
+  ReduceL1: reduceL1,
+  ReduceL2: reduceL2,
   ReduceLogSumExp: reduceLogSumExp,
+  ReduceMax: reduceExtreme,
+  ReduceMin: reduceExtreme,
+  ReduceSumSquare: reduceSumSquare,
   ReduceMean: reduceMean,
   ReduceSum: reduceSum,
   Softmax: softmax,

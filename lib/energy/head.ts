@@ -23,6 +23,7 @@
  * and the three forward outputs.
  * @module
  */
+import { foldShapes } from "../autodiff/shape_fold.ts";
 import { appendVjp } from "../autodiff/vjp.ts";
 import { GraphBuilder } from "../onnx/builder.ts";
 import {
@@ -36,6 +37,7 @@ import { sha256Hex } from "../runtime/session.ts";
 import { realInputs, renameValue, valueNames } from "./_graph.ts";
 import { type BatchRewrite, makeBatchDynamic } from "./dynamic_batch.ts";
 import type { InputConventions } from "./conventions.ts";
+import { appendBilinearResize, planResize, type ResizeOptions, type ResizeSpec } from "./resize.ts";
 
 export type { InputConventions } from "./conventions.ts";
 
@@ -58,7 +60,7 @@ export const HEAD_NAMES = {
 } as const;
 
 /** Options of {@link compileEnergyHead}. */
-export interface EnergyHeadOptions extends InputConventions {
+export interface EnergyHeadOptions extends InputConventions, ResizeOptions {
   /** Name of the logits output when the classifier has several 2-D outputs. */
   output?: string;
   /** Build the backward pass (default true). false: forward-only head (x, y; no grad). */
@@ -89,6 +91,8 @@ export interface HeadInfo {
   gradient: boolean;
   /** Reshape constants rewritten to make the batch dynamic. */
   batchRewrites: BatchRewrite[];
+  /** The bilinear resize from `inputShape`'s H, W to the classifier's (lib/energy/resize.ts), or null. */
+  resize: ResizeSpec | null;
 }
 
 /** A compiled head: the model value and its {@link HeadInfo}. */
@@ -142,7 +146,15 @@ export function buildEnergyHead(
   }
   g.input = inputs;
   const logitsInfo = pickLogits(g.output, opts.output, source);
+  // images of another size: a bilinear resize in front (issue 13 item 5), never a silent one
+  const resize = planResize(
+    inputs[0].type?.tensor_type?.shape?.dim ?? [],
+    layout === "nchw" ? [2, 3] : [1, 2],
+    opts,
+    `${source} (input '${inputs[0].name}')`,
+  );
   const [C, H, W] = imageShape(inputs[0], layout, source);
+  const [h, w] = resize ? resize.from : [H, W];
   const K = logitsInfo.dims[1];
   const { mean, std } = checkNormalisation(opts, C);
 
@@ -165,9 +177,10 @@ export function buildEnergyHead(
   g.input = [];
   g.output = [];
 
-  const x = b.input(HEAD_NAMES.x, DataType.FLOAT, ["N", C, H, W]);
+  const x = b.input(HEAD_NAMES.x, DataType.FLOAT, ["N", C, h, w]);
   const firstNew = g.node.length;
-  appendInputConvention(b, x, clsIn, { mean, std, layout, range }, C);
+  const xr = resize ? appendBilinearResize(b, x, resize) : x;
+  appendInputConvention(b, xr, clsIn, { mean, std, layout, range }, C);
   g.node.unshift(...g.node.splice(firstNew)); // the classifier consumes clsIn: keep topological
 
   const gradient = opts.gradient ?? true;
@@ -178,6 +191,9 @@ export function buildEnergyHead(
   const e = appendEnergies(b, clsOut, y, K);
   b.output(e.energyXY, DataType.FLOAT, ["N"], HEAD_NAMES.energyXY);
   b.output(e.energyX, DataType.FLOAT, ["N"], HEAD_NAMES.energyX);
+  // Shapes known before differentiation: every value's shape from x's [N,C,H,W], shape
+  // sub-graphs folded, value_info rewritten (the batch rewrite dropped the exporter's).
+  foldShapes(b, [clsOut]);
   if (gradient) {
     const cot = appendLogitCotangent(b, e, coef, eStar);
     let grad: string;
@@ -189,13 +205,13 @@ export function buildEnergyHead(
         { cause: err },
       );
     }
-    b.output(grad, DataType.FLOAT, ["N", C, H, W], HEAD_NAMES.grad);
+    b.output(grad, DataType.FLOAT, ["N", C, h, w], HEAD_NAMES.grad);
   }
 
   const info: HeadInfo = {
     version: HEAD_VERSION,
     numClasses: K,
-    inputShape: [C, H, W],
+    inputShape: [C, h, w],
     mean,
     std,
     layout,
@@ -203,6 +219,7 @@ export function buildEnergyHead(
     sourceSha256: sha256Hex(bytes),
     gradient,
     batchRewrites,
+    resize,
   };
   writeHeadInfo(b, info, clsIn, clsOut);
   return { model, info };
@@ -433,6 +450,7 @@ function writeHeadInfo(b: GraphBuilder, info: HeadInfo, clsIn: string, clsOut: s
   b.setMetadata(`${p}source_sha256`, info.sourceSha256);
   b.setMetadata(`${p}gradient`, String(info.gradient));
   b.setMetadata(`${p}batch_rewrites`, JSON.stringify(info.batchRewrites));
+  b.setMetadata(`${p}resize`, JSON.stringify(info.resize));
   b.setMetadata(`${p}classifier_io`, JSON.stringify({ input: clsIn, output: clsOut }));
   b.setMetadata(
     `${p}objective`,
@@ -464,6 +482,7 @@ export function readHeadInfo(model: ModelProto): HeadInfo | undefined {
     sourceSha256: get("source_sha256") ?? "",
     gradient: get("gradient") === "true",
     batchRewrites: JSON.parse(get("batch_rewrites") ?? "[]"),
+    resize: JSON.parse(get("resize") ?? "null"),
   };
 }
 

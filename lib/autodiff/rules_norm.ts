@@ -1,0 +1,159 @@
+/**
+ * Gradient rules for the normalisation layers of transformers and modern CNNs:
+ * LayerNormalization (opset 17), GroupNormalization (18, per-group affine; 21, per-channel) and
+ * InstanceNormalization. Each standardises x over a set of axes, xhat = (x - mean) / sigma with
+ * sigma = sqrt(var + eps) (biased variance), then applies a per-element affine map. With
+ * gh = dY * scale (the cotangent of xhat), the input cotangent is the standard result
+ * (Ioffe and Szegedy 2015, "Batch Normalization", §3, with the statistics over the normalised
+ * axes instead of the batch):
+ *
+ *   dX = (gh - mean(gh) - xhat mean(gh xhat)) / sigma,
+ *
+ * means over the normalised axes. Scale and bias are parameters (no gradient).
+ * @module
+ */
+import type { GraphBuilder } from "../onnx/builder.ts";
+import { float } from "../onnx/builder.ts";
+import {
+  castLike,
+  constLike,
+  filledLike,
+  floatAttr,
+  i64Const,
+  i64Fill,
+  intAttr,
+  reshapeLike,
+} from "./_emit.ts";
+import { staticRank } from "./static_info.ts";
+import { describeNode, type GradRule } from "./rule.ts";
+
+/** ReduceMean over `axes` with keepdims=1, in the form the graph's opset wants. */
+export function meanKeep(b: GraphBuilder, v: string, axes: readonly number[]): string {
+  return b.opset >= 18
+    ? b.node("ReduceMean", [v, i64Const(b, [...axes])], { keepdims: 1 })
+    : b.node("ReduceMean", [v], { axes: [...axes], keepdims: 1 });
+}
+
+/**
+ * (gh - mean(gh) - xhat mean(gh xhat)) * inv over `axes`, inv = 1 / sigma broadcastable to
+ * xhat: the cotangent of x for xhat = standardise(x) given the cotangent gh of xhat.
+ */
+export function standardiseVjp(
+  b: GraphBuilder,
+  gh: string,
+  xhat: string,
+  inv: string,
+  axes: readonly number[],
+): string {
+  const centred = b.node("Sub", [gh, meanKeep(b, gh, axes)]);
+  const proj = b.node("Mul", [xhat, meanKeep(b, b.node("Mul", [gh, xhat]), axes)]);
+  return b.node("Mul", [b.node("Sub", [centred, proj]), inv]);
+}
+
+/** xhat and 1 / sigma of `v` standardised over `axes` (biased variance, epsilon `eps`). */
+function standardise(
+  b: GraphBuilder,
+  v: string,
+  axes: readonly number[],
+  eps: number,
+): { xhat: string; inv: string } {
+  const centred = b.node("Sub", [v, meanKeep(b, v, axes)]);
+  const variance = meanKeep(b, b.node("Mul", [centred, centred]), axes);
+  const inv = b.node("Reciprocal", [
+    b.node("Sqrt", [b.node("Add", [variance, constLike(b, eps, variance)])]),
+  ]);
+  return { xhat: b.node("Mul", [centred, inv]), inv };
+}
+
+/**
+ * LayerNormalization (opset 17): normalised axes axis..rank-1 (axis default -1). xhat and
+ * 1/sigma come from a second LayerNormalization of x with unit scale and no bias, whose
+ * optional outputs Mean and InvStdDev give 1/sigma: one fused kernel instead of six ops.
+ */
+const layerNorm: GradRule = {
+  slots: ["diff", "param", "param"],
+  nonDiffOutputs: [1, 2],
+  check: (node, _opset, b) => {
+    const axis = intAttr(node, "axis", -1);
+    if (axis < 0 || staticRank(b, node.input[0]) !== undefined) return undefined;
+    return `axis ${axis} is positive and the rank of input '${node.input[0]}' is not known ` +
+      `statically; declare its shape in graph.value_info`;
+  },
+  vjp: ({ b, node, dy, opset }) => {
+    const [x, scale] = node.input;
+    const axis = intAttr(node, "axis", -1);
+    let axes: number[];
+    if (axis < 0) axes = Array.from({ length: -axis }, (_, i) => axis + i);
+    else {
+      const r = staticRank(b, x);
+      if (r === undefined) throw new Error(`cannot differentiate ${describeNode(node, opset)}`);
+      axes = Array.from({ length: r - axis }, (_, i) => axis + i);
+    }
+    const ones = filledLike(b, b.node("Shape", [scale]), 1, x);
+    const [xhat, , inv] = b.nodeN("LayerNormalization", [x, ones], {
+      axis,
+      epsilon: float(floatAttr(node, "epsilon", 1e-5)),
+    }, { outputs: 3 });
+    const gh = b.node("Mul", [dy[0]!, scale]);
+    return [standardiseVjp(b, gh, xhat, castLike(b, inv, x), axes)];
+  },
+};
+
+/**
+ * `v` ([N, C, ...]) viewed as [N, G, rest] (G = `groups`, 0 = keep C): the view in which group
+ * and instance normalisation standardise over axis 2, for any rank.
+ */
+function grouped(b: GraphBuilder, v: string, groups: number): string {
+  return b.node("Reshape", [v, i64Const(b, [0, groups, -1])]);
+}
+
+/** `p` ([C]) reshaped to [C, 1, ..., 1] for a rank-r value: from Shape(x) when r is unknown. */
+function perChannel(b: GraphBuilder, p: string, x: string): string {
+  const r = staticRank(b, x);
+  if (r !== undefined) return b.node("Reshape", [p, i64Const(b, [-1, ...Array(r - 2).fill(1)])]);
+  const rank = b.node("Shape", [b.node("Shape", [x])]);
+  const ones = b.node("ConstantOfShape", [b.node("Sub", [rank, i64Const(b, [2])])], {
+    value: i64Fill(1),
+  });
+  return b.node("Reshape", [p, b.node("Concat", [i64Const(b, [-1]), ones], { axis: 0 })]);
+}
+
+/** InstanceNormalization: per (n, c), over the spatial axes; scale and B are [C]. */
+const instanceNorm: GradRule = {
+  slots: ["diff", "param", "param"],
+  vjp: ({ b, node, dy }) => {
+    const [x, scale] = node.input;
+    const eps = floatAttr(node, "epsilon", 1e-5);
+    const { xhat, inv } = standardise(b, grouped(b, x, 0), [2], eps);
+    const gh = grouped(b, b.node("Mul", [dy[0]!, castLike(b, perChannel(b, scale, x), x)]), 0);
+    return [reshapeLike(b, standardiseVjp(b, gh, xhat, inv, [2]), x)];
+  },
+};
+
+/**
+ * GroupNormalization (opset 18: scale and bias per group [G]; opset 21: per channel [C]):
+ * standardised over each group of C / G channels and the spatial axes.
+ */
+const groupNorm: GradRule = {
+  slots: ["diff", "param", "param"],
+  vjp: ({ b, node, dy, opset }) => {
+    const [x, scale] = node.input;
+    const G = intAttr(node, "num_groups", 1);
+    const eps = floatAttr(node, "epsilon", 1e-5);
+    const { xhat, inv } = standardise(b, grouped(b, x, G), [2], eps);
+    const gh = opset >= 21
+      ? grouped(b, b.node("Mul", [dy[0]!, castLike(b, perChannel(b, scale, x), x)]), G)
+      : b.node("Mul", [
+        grouped(b, dy[0]!, G),
+        castLike(b, b.node("Reshape", [scale, i64Const(b, [1, -1, 1])]), x),
+      ]);
+    return [reshapeLike(b, standardiseVjp(b, gh, xhat, inv, [2]), x)];
+  },
+};
+
+/** Normalisation rules by op type. */
+export const NORM_RULES: Readonly<Record<string, GradRule>> = {
+  GroupNormalization: groupNorm,
+  InstanceNormalization: instanceNorm,
+  LayerNormalization: layerNorm,
+};

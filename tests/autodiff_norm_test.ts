@@ -1,0 +1,88 @@
+// appendVjp for LayerNormalization, InstanceNormalization and GroupNormalization
+// (rules_norm.ts): one-op graphs with random scale and bias, checked against central finite
+// differences (tests/_vjp_check.ts); float64 where ONNX Runtime has the kernel
+// (LayerNormalization), float32 otherwise.
+import fc from "fast-check";
+import { float } from "../lib/onnx/builder.ts";
+import { DataType } from "../lib/onnx/proto.ts";
+import { property, randomConst, seedArb, shapeArb } from "./_vjp_arbitraries.ts";
+import { checkVjp } from "./_vjp_check.ts";
+
+property(
+  "vjp: LayerNormalization, any axis (negative or positive), epsilon, scale and bias, opset " +
+    "17/18/21 (float64)",
+  fc.record({
+    dims: shapeArb(2, 4, 4),
+    axisPick: fc.integer({ min: 0, max: 7 }),
+    negative: fc.boolean(),
+    bias: fc.boolean(),
+    eps: fc.constantFrom(1e-5, 1e-3, 0.1),
+    opset: fc.constantFrom(17, 18, 21),
+    seed: seedArb,
+  }),
+  ({ dims, axisPick, negative, bias, eps, opset, seed }) => {
+    const r = dims.length;
+    const axis = (axisPick % r) - (negative ? r : 0);
+    const norm = dims.slice(axis < 0 ? axis + r : axis);
+    return checkVjp({
+      build: (b, x) => {
+        const inputs = [x, randomConst(b, norm, seed, DataType.DOUBLE, 0.3)];
+        if (bias) inputs.push(randomConst(b, norm, seed + 1, DataType.DOUBLE));
+        return b.node("LayerNormalization", inputs, { axis, epsilon: float(eps) });
+      },
+      xDims: dims,
+      precision: "double",
+      opset,
+      seed,
+    }, `LayerNormalization axis ${axis} eps ${eps}`);
+  },
+);
+
+property(
+  "vjp: InstanceNormalization, rank 3-5, epsilon (float32)",
+  fc.record({
+    dims: shapeArb(3, 5, 4).filter((d) => d.slice(2).reduce((a, v) => a * v, 1) > 1),
+    eps: fc.constantFrom(1e-5, 0.1),
+    seed: seedArb,
+  }),
+  ({ dims, eps, seed }) =>
+    checkVjp({
+      build: (b, x) =>
+        b.node("InstanceNormalization", [
+          x,
+          randomConst(b, [dims[1]], seed, DataType.FLOAT, 0.3),
+          randomConst(b, [dims[1]], seed + 1, DataType.FLOAT),
+        ], { epsilon: float(eps) }),
+      xDims: dims,
+      precision: "float",
+      seed,
+    }, `InstanceNormalization eps ${eps}`),
+);
+
+property(
+  "vjp: GroupNormalization, per-group affine (opset 18) and per-channel (21) (float32)",
+  fc.record({
+    groups: fc.integer({ min: 1, max: 3 }),
+    perGroup: fc.integer({ min: 1, max: 2 }),
+    n: fc.integer({ min: 1, max: 2 }),
+    spatial: shapeArb(1, 2, 3).filter((d) => d.reduce((a, v) => a * v, 1) > 1),
+    opset: fc.constantFrom(18, 21),
+    seed: seedArb,
+  }),
+  ({ groups, perGroup, n, spatial, opset, seed }) => {
+    const C = groups * perGroup;
+    const affine = opset >= 21 ? C : groups;
+    return checkVjp({
+      build: (b, x) =>
+        b.node("GroupNormalization", [
+          x,
+          randomConst(b, [affine], seed, DataType.FLOAT, 0.3),
+          randomConst(b, [affine], seed + 1, DataType.FLOAT),
+        ], { num_groups: groups, epsilon: float(1e-3) }),
+      xDims: [n, C, ...spatial],
+      precision: "float",
+      opset,
+      seed,
+    }, `GroupNormalization@${opset} G=${groups} C=${C}`);
+  },
+);
