@@ -76,14 +76,23 @@ export function abarAt(s: NoiseSchedule, t: number): number {
   return s.alphasCumprod[t];
 }
 
-/** DDPM posterior variance kinds: beta~_t ("fixed_small") or beta_t ("fixed_large"). */
-export type VarianceKind = "fixed_small" | "fixed_large";
+/**
+ * DDPM posterior variance kinds: beta~_t ("fixed_small"), beta_t ("fixed_large"), or the
+ * model's own ("learned": Sigma interpolated between them by its output v, eq 15 of Nichol and
+ * Dhariwal 2021; see learnedLogVariance).
+ */
+export type VarianceKind = "fixed_small" | "fixed_large" | "learned";
 
 /**
  * Variance of the DDPM reverse step t -> t-1 (METHOD.md §2):
  * fixed_small: beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t); fixed_large: beta_t.
  */
 export function posteriorVariance(s: NoiseSchedule, t: number, kind: VarianceKind): number {
+  if (kind === "learned") {
+    throw new Error(
+      "the learned variance is per element and comes from the model (learnedLogVariance)",
+    );
+  }
   const abarT = abarAt(s, t);
   const abarPrev = abarAt(s, t - 1);
   const beta = s.betas[t];
@@ -102,20 +111,59 @@ export interface ScheduleSpec {
   beta_end?: number;
   /** Whether the model was trained/used with x0 clipping to [-1, 1]. */
   clip_sample?: boolean;
+  /** What the network predicts (default epsilon; lib/models/parameterisation.ts). */
+  prediction_type?: "epsilon" | "v_prediction" | "sample";
+  /** "learned_range": the network also outputs its variance interpolation (2C channels);
+   * undefined: not declared (a model given by path is then read from its output channels). */
+  variance_type?: "fixed" | "learned_range";
+  /** The timestep value the network was trained on ({@link timestepValue}; default index). */
+  timestep?: TimestepConvention;
+}
+
+/**
+ * How the discrete index t in 0..T-1 is fed to the network: `index` t itself (diffusers,
+ * guided-diffusion), `rescaled` t * 1000 / T (improved-diffusion's rescale_timesteps), or
+ * `continuous` (t + 1) / T in (0, 1] (continuous-time models; DPM-Solver's discrete-to-continuous
+ * map).
+ */
+export type TimestepConvention = "index" | "rescaled" | "continuous";
+
+/** The value a network with convention `conv` is given for the index t of a T-step schedule. */
+export function timestepValue(t: number, T: number, conv: TimestepConvention = "index"): number {
+  switch (conv) {
+    case "index":
+      return t;
+    case "rescaled":
+      return t * 1000 / T;
+    case "continuous":
+      return (t + 1) / T;
+    default:
+      throw new Error(`unknown timestep convention '${conv}'; use index, rescaled or continuous`);
+  }
 }
 
 /**
  * A diffusers scheduler config (scheduler_config.json of DDPMScheduler/DDIMScheduler) as the
  * toolkit's schedule: beta_schedule linear / scaled_linear / squaredcos_cap_v2 (-> cosine),
- * num_train_timesteps, beta_start/end, clip_sample. Only eps prediction is supported: the
- * samplers here read the model output as eps, so v_prediction and sample are refused.
+ * num_train_timesteps, beta_start/end, clip_sample, prediction_type (epsilon, v_prediction,
+ * sample) and variance_type (learned_range: 2C output channels; the fixed kinds: C).
  */
 export function scheduleSpecFromDiffusers(cfg: Record<string, unknown>): ScheduleSpec {
   const pred = (cfg.prediction_type as string | undefined) ?? "epsilon";
-  if (pred !== "epsilon") {
+  if (pred !== "epsilon" && pred !== "v_prediction" && pred !== "sample") {
     throw new Error(
-      `scheduler prediction_type '${pred}' is not supported: the toolkit's samplers expect a model ` +
-        `that predicts eps (prediction_type "epsilon")`,
+      `scheduler prediction_type '${pred}' is not supported: use epsilon, v_prediction or sample`,
+    );
+  }
+  const vt = cfg.variance_type as string | undefined;
+  let variance_type: ScheduleSpec["variance_type"];
+  if (vt === "learned_range") variance_type = "learned_range";
+  else if (vt === undefined || vt === null) variance_type = undefined;
+  else if (/^fixed_(small|large)(_log)?$/.test(vt)) variance_type = "fixed";
+  else {
+    throw new Error(
+      `scheduler variance_type '${vt}' is not supported: use learned_range (the network outputs ` +
+        `the interpolation v, 2C channels) or a fixed_* kind`,
     );
   }
   if (cfg.trained_betas) {
@@ -141,6 +189,8 @@ export function scheduleSpecFromDiffusers(cfg: Record<string, unknown>): Schedul
     beta_start: (cfg.beta_start as number | undefined) ?? 1e-4,
     beta_end: (cfg.beta_end as number | undefined) ?? 0.02,
     clip_sample: (cfg.clip_sample as boolean | undefined) ?? true,
+    prediction_type: pred,
+    variance_type,
   };
 }
 
@@ -161,4 +211,27 @@ export function scheduleFromSpec(spec: ScheduleSpec): NoiseSchedule {
         }'; use linear, scaled_linear or cosine`,
       );
   }
+}
+
+/**
+ * log Sigma_theta of a learned-range model (Nichol and Dhariwal 2021, §3.1, eq 15):
+ * Sigma = exp(f log beta_t + (1 - f) log beta~_t), with f = (v + 1) / 2 for the network output
+ * v in [-1, 1] (improved-/guided-diffusion's LEARNED_RANGE), and beta~_0 (= 0) replaced by
+ * beta~_1 as their posterior_log_variance_clipped does.
+ */
+export function learnedLogVariance(
+  s: NoiseSchedule,
+  t: number,
+  v: number,
+): number {
+  const [maxLog, minLog] = learnedLogBounds(s, t);
+  const f = (v + 1) / 2;
+  return f * maxLog + (1 - f) * minLog;
+}
+
+/** (log beta_t, log beta~_t clipped at t = 0 to beta~_1): the bounds of eq 15. */
+export function learnedLogBounds(s: NoiseSchedule, t: number): [number, number] {
+  const tilde = (k: number) => s.betas[k] * (1 - abarAt(s, k - 1)) / (1 - abarAt(s, k));
+  const minLog = Math.log(t === 0 ? (s.T > 1 ? tilde(1) : s.betas[0]) : tilde(t));
+  return [Math.log(s.betas[t]), minLog];
 }

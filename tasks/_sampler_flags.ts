@@ -30,7 +30,8 @@ export const SAMPLER_FLAGS = {
 } as const;
 
 /** Usage lines of the denoiser-convention flags (for models given by path). */
-export const DENOISER_FLAGS_USAGE = `  --image-size HxW       image size of a denoiser whose ONNX input has a dynamic H/W
+export const DENOISER_FLAGS_USAGE =
+  `  --image-size HxW       image size of a denoiser whose ONNX input has a dynamic H/W
   --prediction epsilon|v_prediction|sample   what a model given by path predicts (default: its
                         --scheduler-config's prediction_type, else epsilon)
   --timestep index|rescaled|continuous   timestep value it was trained on: t, t*1000/T

@@ -12,7 +12,7 @@ import { CIFAR10_CLASSES } from "../lib/data/cifar10.ts";
 import { type Accumulate, directionFromFlags } from "../lib/guidance/directions.ts";
 import { type GuidanceStepInfo, guided } from "../lib/guidance/guided.ts";
 import { formatStrength, parseStrength, type StrengthSchedule } from "../lib/guidance/strength.ts";
-import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
+import { inspectDenoiser, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { progress } from "../lib/progress.ts";
 import { parseSeeds, RNG_ID } from "../lib/random.ts";
 import { loadOnnx } from "../lib/runtime/session.ts";
@@ -25,10 +25,13 @@ import { parseShard } from "../lib/shard.ts";
 import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
 import {
+  DENOISER_FLAGS_USAGE,
+  parseImageSize,
   SAMPLER_FLAGS,
   samplerConfigFromFlags,
   samplerRecord,
   scheduleSpecFor,
+  withConventionFlags,
 } from "./_sampler_flags.ts";
 import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
 import { readEnergyStats } from "./energy_stats.ts";
@@ -89,7 +92,9 @@ export const GUIDE_USAGE = `deno task guide [flags]
   --trajectory             step grids of the first class's images (Fig 4.8)
   --out <dir> --batch <n> --provider auto|cpu|cuda --threads <n> --weights <dir|url>
   --shard i/n              make every n-th image from the i-th; a rerun resumes; then: deno task merge
-  --mean r,g,b --std r,g,b --range 01|pm1 --layout nchw|nhwc   conventions of a raw classifier path`;
+  --mean r,g,b --std r,g,b --range 01|pm1 --layout nchw|nhwc   conventions of a raw classifier path
+  --scheduler-config <file>  diffusers scheduler_config.json for a denoiser given by path
+${DENOISER_FLAGS_USAGE}`;
 
 /** Parses --class into class indices. */
 export function parseClasses(raw: string | undefined, names: readonly string[]): number[] {
@@ -162,9 +167,24 @@ export async function guideTask(args: string[]): Promise<void> {
   const modelRef = f.model ?? await defaultModel("denoiser", base);
   const clfRef = f.classifier ?? await defaultModel("classifier", base);
   const resolved = await resolveModel(modelRef, { kind: "denoiser", base });
-  const spec = await scheduleSpecFor(resolved.entry, f["scheduler-config"], DEFAULT_SCHEDULE);
+  const spec = withConventionFlags(
+    await scheduleSpecFor(resolved.entry, f["scheduler-config"], DEFAULT_SCHEDULE),
+    f,
+    resolved.entry !== undefined,
+  );
   const schedule = scheduleFromSpec(spec);
-  const [c, h, w] = resolved.entry?.input.shape ?? [3, 32, 32];
+  const imageSize = parseImageSize(f["image-size"]);
+  // the image shape comes from the denoiser's graph; its output and timestep input are checked
+  const model = await loadOnnx(resolved.bytes, { provider, intraOpThreads: threads });
+  const setup = await inspectDenoiser(model, {
+    spec,
+    declaredShape: resolved.entry?.input.shape,
+    imageSize,
+  }).catch((e) => {
+    throw new UsageError(`--model ${modelRef}: ${(e as Error).message}`);
+  });
+  setup.notes.forEach((n) => console.error(`note: ${n}`));
+  const { c, h, w } = setup.shape;
   const { classifier, resolved: clfResolved } = await loadClassifierRef(clfRef, base, {
     conventions: conventionsFromFlags(f),
     provider,
@@ -214,10 +234,23 @@ export async function guideTask(args: string[]): Promise<void> {
   // --- the run: every class gets the same seeds, so rows share their starting noise ---
   const labels = classes.flatMap((k) => seeds.map(() => k));
   const runSeeds = classes.flatMap(() => seeds);
-  const config = samplerConfigFromFlags(f, schedule, spec, { c, h, w }, runSeeds, 0.5);
+  const config = samplerConfigFromFlags(
+    f,
+    schedule,
+    spec,
+    { c, h, w },
+    runSeeds,
+    0.5,
+    setup.output.variance === "learned_range",
+  );
+  if (form === "mean-shift" && config.variance === "learned") {
+    throw new UsageError(
+      `--form mean-shift scales the shift by a fixed DDPM variance; with this learned-variance ` +
+        `model pass --variance fixed_small (or fixed_large), or use --form eps`,
+    );
+  }
   const out = f.out ?? "out/guide";
   const shard = parseShard(f.shard);
-  const model = await loadOnnx(resolved.bytes, { provider, intraOpThreads: threads });
   if (model.providerNote) console.error(`note: ${model.providerNote}`);
   const { sampler, steps } = config;
   // --- the run folder: images/<class>/<seed>.png; this shard's missing ones are sampled ---
@@ -251,7 +284,7 @@ export async function guideTask(args: string[]): Promise<void> {
   const plan = await planRun(out, identity, items, shard);
   const todoLabels = plan.todo.map((p) => labels[p]);
   const gradNormSum = { sum: 0, count: 0 };
-  const den = guided(onnxDenoiser(model, config.batchSize), {
+  const den = guided(onnxDenoiser(model, config.batchSize, setup), {
     classifier,
     direction,
     accumulate,
@@ -358,6 +391,9 @@ export async function guideTask(args: string[]): Promise<void> {
     config: {
       ...setting,
       scheduleName: schedule.name,
+      shape: [c, h, w],
+      output: setup.output,
+      timestep: setup.timestep,
       seeds: f.seeds ?? "0-7",
       batch: config.batchSize,
     },

@@ -14,18 +14,22 @@ import {
   type StepEvent,
 } from "../lib/sampler/loop.ts";
 import { loadOnnx, type ProviderChoice } from "../lib/runtime/session.ts";
-import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
+import { inspectDenoiser, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { progress } from "../lib/progress.ts";
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
-import { parseShard, type Shard } from "../lib/shard.ts";
-import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
+import { formatSeeds, parseShard, type Shard } from "../lib/shard.ts";
+import { batchWriter, planRun, readImages, type RunItem, warnLargeRun } from "./_run_folder.ts";
+import { checkModelFile, modelLabel } from "./_preflight.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
 import {
+  DENOISER_FLAGS_USAGE,
+  parseImageSize,
   SAMPLER_FLAGS,
   samplerConfigFromFlags,
   samplerRecord,
   scheduleSpecFor,
+  withConventionFlags,
 } from "./_sampler_flags.ts";
 
 /** The DDPM schedule of google/ddpm-cifar10-32, used for models without a manifest entry. */
@@ -67,11 +71,13 @@ export const SAMPLE_USAGE = `deno task sample [flags]
   --out <dir>           output folder (default out/sample); a rerun with the same flags resumes it
   --shard i/n           make only every n-th image from the i-th (then: deno task merge --out <dir>)
   --trajectory          also write step-by-step grids (x_t and x0_hat)
+  --trajectory-steps <int>  columns of those grids: steps shown, evenly spaced (default 10)
   --provider auto|cpu|cuda   execution provider (default auto)
   --threads <int>       ONNX Runtime intra-op threads (default: all cores)
   --weights <dir|url>   weights folder holding manifest.json (default: the repository's)
   --scheduler-config <file>  diffusers scheduler_config.json for a model given by path
-                        (default for such models: linear 1e-4..0.02, T = 1000, clip_sample)`;
+                        (default for such models: linear 1e-4..0.02, T = 1000, clip_sample)
+${DENOISER_FLAGS_USAGE}`;
 
 /** Parsed and validated configuration of a `sample` run. */
 export interface SampleRun {
@@ -98,9 +104,33 @@ export async function sampleTask(args: string[]): Promise<void> {
   const modelRef = f.model ?? await defaultModel("denoiser", base);
   const resolved = await resolveModel(modelRef, { kind: "denoiser", base });
   const entry = resolved.entry;
-  const spec = await scheduleSpecFor(entry, f["scheduler-config"], DEFAULT_SCHEDULE);
+  const spec = withConventionFlags(
+    await scheduleSpecFor(entry, f["scheduler-config"], DEFAULT_SCHEDULE),
+    f,
+    entry !== undefined,
+  );
   const schedule = scheduleFromSpec(spec);
-  const [c, h, w] = entry?.input.shape ?? [3, 32, 32];
+  const imageSize = parseImageSize(f["image-size"]);
+  const provider = choiceFlag("provider", f.provider, ["auto", "cpu", "cuda"] as const, "auto");
+  const threads = f.threads === undefined
+    ? undefined
+    : numberFlag("threads", f.threads, 0, { int: true, min: 1 });
+  // the image shape comes from the graph; output channels and timestep input are checked here
+  checkModelFile(resolved, "--model");
+  const model = await loadOnnx(resolved.bytes, {
+    provider,
+    intraOpThreads: threads,
+    source: modelLabel(resolved),
+  });
+  const setup = await inspectDenoiser(model, {
+    spec,
+    declaredShape: entry?.input.shape,
+    imageSize,
+  }).catch((e) => {
+    throw new UsageError(`--model ${modelRef}: ${(e as Error).message}`);
+  });
+  setup.notes.forEach((n) => console.error(`note: ${n}`));
+  const { c, h, w } = setup.shape;
   const shape: ImageShape = { c, h, w };
   let seeds: number[];
   if (f.seeds !== undefined) {
@@ -118,7 +148,15 @@ export async function sampleTask(args: string[]): Promise<void> {
     const n = numberFlag("n", f.n, 16, { int: true, min: 1 });
     seeds = Array.from({ length: n }, (_, i) => i);
   }
-  const config = samplerConfigFromFlags(f, schedule, spec, shape, seeds, 0);
+  const config = samplerConfigFromFlags(
+    f,
+    schedule,
+    spec,
+    shape,
+    seeds,
+    0,
+    setup.output.variance === "learned_range",
+  );
   const run: SampleRun = {
     modelRef,
     config,
@@ -128,18 +166,12 @@ export async function sampleTask(args: string[]): Promise<void> {
       int: true,
       min: 2,
     }),
-    provider: choiceFlag("provider", f.provider, ["auto", "cpu", "cuda"] as const, "auto"),
-    threads: f.threads === undefined
-      ? undefined
-      : numberFlag("threads", f.threads, 0, { int: true, min: 1 }),
+    provider,
+    threads,
     weights: f.weights,
     shard: parseShard(f.shard),
   };
-  const model = await loadOnnx(resolved.bytes, {
-    provider: run.provider,
-    intraOpThreads: run.threads,
-  });
-  const denoiser = onnxDenoiser(model, config.batchSize);
+  const denoiser = onnxDenoiser(model, config.batchSize, setup);
   if (model.providerNote) console.error(`note: ${model.providerNote}`);
   const steps = config.steps;
   // --- the run folder: one file per seed; this shard's missing ones are sampled ---
@@ -148,11 +180,12 @@ export async function sampleTask(args: string[]): Promise<void> {
     task: "sample",
     model: resolved.sha256,
     ...samplerRecord(config, spec),
-    seeds,
+    seeds: formatSeeds(seeds),
     shape: [c, h, w],
     rng: RNG_ID,
   };
-  const plan = await planRun(run.out, identity, items, run.shard);
+  warnLargeRun("sample", seeds.length);
+  const plan = await planRun(run.out, identity, items, run.shard, shape);
   const todoSeeds = plan.todo.map((p) => seeds[p]);
   const shardText = run.shard.count > 1 ? ` (shard ${run.shard.index}/${run.shard.count})` : "";
   console.error(
@@ -180,6 +213,7 @@ export async function sampleTask(args: string[]): Promise<void> {
   const record = {
     task: "sample",
     model: { ref: modelRef, id: resolved.id, location: resolved.location, sha256: resolved.sha256 },
+    configSha256: plan.configSha256,
     config: {
       ...samplerRecord(config, spec),
       scheduleName: schedule.name,
@@ -187,6 +221,8 @@ export async function sampleTask(args: string[]): Promise<void> {
       n: seeds.length,
       batch: config.batchSize,
       shape: [c, h, w],
+      output: setup.output,
+      timestep: setup.timestep,
       shard: `${run.shard.index}/${run.shard.count}`,
     },
     rng: RNG_ID,
@@ -196,6 +232,7 @@ export async function sampleTask(args: string[]): Promise<void> {
     versions: { ...versions(), "onnxruntime-node": "1.30.0" },
     sampledNow: todoSeeds.length,
     alreadyDone: plan.mine.length - todoSeeds.length,
+    remadeDamaged: plan.damaged.length ? plan.damaged.map((d) => d.file) : undefined,
     seconds,
     imagesPerSecond: todoSeeds.length / Math.max(seconds, 1e-9),
     outputs: {

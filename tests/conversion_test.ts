@@ -141,7 +141,7 @@ Deno.test("tiny ddpm-cifar10-32-structure UNet: converted ONNX reproduces PyTorc
     { name: "t", type: "int64", shape: ["N"] },
   ]);
   assert.deepEqual(m.outputs, [{ name: "eps", type: "float32", shape: ["N", 3, 32, 32] }]);
-  assert.deepEqual(denoiserIO(m), { x: "x", t: "t", tType: "int64", eps: "eps" });
+  assert.deepEqual(denoiserIO(m), { x: "x", t: "t", tType: "int64", tScalar: false, eps: "eps" });
   const x = f32(fx.x_b64), want = f32(fx.eps_b64);
   const n = fx.x_shape[0], size = prod(fx.x_shape.slice(1));
   const out = await runOnnx(m, {
