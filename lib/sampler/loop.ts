@@ -10,6 +10,7 @@ import { abarAt, type NoiseSchedule, type VarianceKind } from "../schedule.ts";
 import { type Spacing, stepPairs, timestepGrid } from "../timesteps.ts";
 import { ddimSigma, ddimStep } from "./ddim.ts";
 import { ddpmStep } from "./ddpm.ts";
+import { checkedDenoise, checkUpdate } from "./finite.ts";
 import { isSolver, solveBatch } from "./solver_loop.ts";
 
 /** Channels, height and width of one image. */
@@ -167,7 +168,7 @@ export async function sample(
     if (isSolver(cfg.sampler)) {
       const ctx = { n, shape: cfg.shape, seeds, items, schedule: cfg.schedule };
       const b = { kind: cfg.sampler, schedule: cfg.schedule, grid, clip: cfg.clip, ctx };
-      const xs = await solveBatch(denoiser, b, x, hooks);
+      const xs = await solveBatch(denoiser, b, x, hooks) as Float32Array;
       result.set(xs, start * per);
       await hooks.onBatch?.({ items, seeds, x: xs });
       continue;
@@ -186,7 +187,7 @@ export async function sample(
         steps: pairs.length,
         schedule: cfg.schedule,
       };
-      const eps = await denoiser(x, t, ctx);
+      const eps = await checkedDenoise(denoiser, x, t, ctx);
       if (eps.length !== x.length) {
         throw new Error(`denoiser returned ${eps.length} values for ${x.length} at t = ${t}`);
       }
@@ -221,6 +222,7 @@ export async function sample(
           x0Out: x0,
         });
       }
+      checkUpdate(spare, cfg.sampler, t, ctx);
       [x, spare] = [spare, x];
       await hooks.onStep?.({ stepIndex: i, steps: pairs.length, t, tPrev, x, x0, items, seeds });
     }

@@ -37,24 +37,32 @@ export interface SolverBatch {
   schedule: NoiseSchedule;
   /** Descending timestep grid; the last step goes to the clean image. */
   grid: readonly number[];
+  /**
+   * abar at a grid point (default: the schedule's; -1 is the clean image, abar = 1). Tests pass
+   * a continuous schedule or diffusers' own sigmas here.
+   */
+  abarOf?: (t: number) => number;
   /** Clip x0_hat to [-1, 1] (the model's clip_sample; DPM-Solver++'s thresholding at 1). */
   clip: boolean;
   /** The denoiser context of this batch, without the step fields. */
   ctx: Omit<DenoiseContext, "stepIndex" | "steps">;
 }
 
-/** Runs one batch from x_T (VP, float32) to the clean image; returns the final x. */
+/**
+ * Runs one batch from x_T (VP) to the clean image; returns the final x. Float32 in sampling;
+ * float64 arrays (with a float64 denoiser) in the reference tests.
+ */
 export async function solveBatch(
   denoiser: Denoiser,
   b: SolverBatch,
-  xT: Float32Array,
+  xT: FloatArray,
   hooks: SampleHooks = {},
-): Promise<Float32Array> {
+): Promise<FloatArray> {
   const pairs = stepPairs(b.grid);
   const steps = pairs.length;
   const calls = networkCalls(b.kind, steps);
   let call = 0;
-  const abar = (t: number) => abarAt(b.schedule, t);
+  const abar = b.abarOf ?? ((t: number) => abarAt(b.schedule, t));
   /** x0_hat(x, t) from one denoiser call. */
   const predict = async (x: FloatArray, t: number): Promise<FloatArray> => {
     const eps = await denoiser(x as Float32Array, t, { ...b.ctx, stepIndex: call++, steps: calls });
@@ -142,5 +150,5 @@ export async function solveBatch(
     }
   }
   if (call !== calls) throw new Error(`solver ${b.kind} made ${call} calls, expected ${calls}`);
-  return x as Float32Array;
+  return x;
 }
