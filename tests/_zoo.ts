@@ -2,7 +2,11 @@
 // running them through the energy head, and measuring the head against their float64
 // references. Used by tests/classifier_zoo_test.ts and tools/zoo_table.ts.
 import { Buffer } from "node:buffer";
-import { type EnergyClassifier, OBJECTIVES } from "../lib/energy/classifier.ts";
+import {
+  type EnergyClassifier,
+  type LoadEnergyClassifierOptions,
+  OBJECTIVES,
+} from "../lib/energy/classifier.ts";
 import type { InputConventions } from "../lib/energy/head.ts";
 
 /** One zoo fixture (`tests/fixtures/zoo/<name>.ref.json`). */
@@ -17,6 +21,10 @@ export interface ZooFixture {
   output_kind: "logits" | "softmax";
   model: string;
   conventions: InputConventions;
+  /** [H, W] the classifier takes. */
+  input_size: [number, number];
+  /** Side of the fixture's images when they differ from input_size (resized inside the head). */
+  resize_from: number | null;
   num_classes: number;
   node_count: number;
   ops: Record<string, number>;
@@ -53,6 +61,17 @@ export async function readZooFixture(
   const fx: ZooFixture = JSON.parse(await Deno.readTextFile(new URL(`${name}.ref.json`, ZOO_DIR)));
   const bytes = await Deno.readFile(new URL(fx.model, ZOO_DIR));
   return { fx, bytes };
+}
+
+/** The loadEnergyClassifier options a fixture needs: its conventions, and sizes for a resize. */
+export function zooLoadOptions(fx: ZooFixture): LoadEnergyClassifierOptions {
+  const [, , h, w] = fx.x_shape;
+  return {
+    conventions: fx.conventions,
+    provider: "cpu",
+    intraOpThreads: 1,
+    ...(fx.resize_from ? { imageSize: [h, w] as const, inputSize: fx.input_size } : {}),
+  };
 }
 
 /** float32 little-endian base64 -> Float32Array. */

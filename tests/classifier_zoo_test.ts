@@ -5,12 +5,13 @@
 // model (weights/recipes/export_zoo.py). Each is compiled into an energy head exactly as a user's
 // classifier is (loadEnergyClassifier with the fixture's conventions) and compared with float64
 // torch.autograd: logits, E(x,y), E(x) and the input gradients of the joint, logp and dual
-// objectives, relative error <= 1e-4 (the fixture's `tolerance`). A wrong gradient rule for any
+// objectives, relative error <= 1e-4 (the fixture's `tolerance`). Two fixtures take images of
+// another size through the head's bilinear resize (--input-size: 32 -> 224, 64 -> 32). A wrong gradient rule for any
 // op in these graphs moves a gradient far past that bound.
 import assert from "node:assert/strict";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import { fileURLToPath } from "node:url";
-import { readZooFixture, ZOO_DIR, zooErrors, zooNames } from "./_zoo.ts";
+import { readZooFixture, ZOO_DIR, zooErrors, zooLoadOptions, zooNames } from "./_zoo.ts";
 
 const names = zooNames();
 
@@ -45,6 +46,14 @@ Deno.test("zoo: the fixtures cover every family, both exporters, the special cas
     "no 1000-class 64x64",
   );
   assert.ok(fixtures.some((f) => !f.dynamic_batch), "no fixed-batch export");
+  assert.ok(
+    fixtures.some((f) => f.input_size[0] === 224 && f.resize_from === 32),
+    "no 224 from 32",
+  );
+  assert.ok(
+    fixtures.some((f) => f.resize_from && f.resize_from > f.input_size[0]),
+    "no downsizing",
+  );
   assert.ok(fixtures.some((f) => f.conventions.mean), "no model expecting mean/std outside");
   const bytes = names.reduce(
     (s, n) =>
@@ -61,11 +70,10 @@ Deno.test("zoo: the fixtures cover every family, both exporters, the special cas
 for (const name of names) {
   Deno.test(`zoo: ${name} matches float64 autograd`, async () => {
     const { fx } = await readZooFixture(name);
-    const clf = await loadEnergyClassifier(fileURLToPath(new URL(fx.model, ZOO_DIR)), {
-      conventions: fx.conventions,
-      provider: "cpu",
-      intraOpThreads: 1,
-    });
+    const clf = await loadEnergyClassifier(
+      fileURLToPath(new URL(fx.model, ZOO_DIR)),
+      zooLoadOptions(fx),
+    );
     try {
       assert.equal(clf.numClasses, fx.num_classes, "K read from the graph");
       assert.deepEqual(clf.info.inputShape, fx.x_shape.slice(1), "input shape read from the graph");

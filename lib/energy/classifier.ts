@@ -73,6 +73,14 @@ export interface LoadEnergyClassifierOptions {
    * in a tight loop (PGD attacks, say) and every ms of its own latency counts.
    */
   allowSpinning?: boolean;
+  /**
+   * [h, w] of the images the classifier will see (the denoiser's). A raw classifier of another
+   * input size needs `inputSize` (a bilinear resize goes in front, lib/energy/resize.ts); without
+   * it, or for a head compiled for another size, loading fails naming both sizes.
+   */
+  imageSize?: readonly [number, number];
+  /** [H, W] to feed a raw classifier (--input-size): the resize target; fixes symbolic H, W. */
+  inputSize?: readonly [number, number];
 }
 
 /** Per-call coefficients: one triple for every image, or n triples flattened ([n, 3]). */
@@ -307,6 +315,14 @@ export async function loadEnergyClassifier(
   let info: HeadInfo;
   if (stored) {
     if (opts.conventions) assertSameConventions(stored, opts.conventions, source);
+    const [, h, w] = stored.inputShape;
+    if (opts.imageSize && (opts.imageSize[0] !== h || opts.imageSize[1] !== w)) {
+      throw new Error(
+        `${source} is an energy head for ${h}x${w} images but the images are ` +
+          `${opts.imageSize.join("x")}; compile the head from its classifier with --input-size ` +
+          `(deno task energy-head), or pass the raw classifier with --input-size`,
+      );
+    }
     info = stored;
   } else {
     if (!opts.conventions) {
@@ -316,7 +332,13 @@ export async function loadEnergyClassifier(
           `a head first with 'deno task energy-head'`,
       );
     }
-    const built = buildEnergyHead(bytes, { ...opts.conventions, output: opts.output, source });
+    const built = buildEnergyHead(bytes, {
+      ...opts.conventions,
+      output: opts.output,
+      source,
+      imageSize: opts.imageSize,
+      inputSize: opts.inputSize,
+    });
     info = built.info;
     headBytes = encodeModel(built.model);
   }

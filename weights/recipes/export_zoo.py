@@ -39,6 +39,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _zoo_archs import ARCHS, CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, randomise_norms  # noqa: E402
@@ -100,11 +101,22 @@ ZOO: list[dict] = [
     dict(name="resnet_imagenet64_k1000_dynamo_op18", family="resnet",
          kw={"classes": 1000, "normalize": False, "stem_stride": 2}, exporter="dynamo", opset=18, dynamic=True,
          conv=IMAGENET_OUTSIDE, size=64),
+    # --input-size (item 5): images of another size, resized inside the head (bilinear,
+    # align_corners=False, no antialias); the references differentiate through F.interpolate
+    dict(name="resnet_imagenet224_k1000_from32_legacy_op17", family="resnet",
+         kw={"classes": 1000, "normalize": False, "stem_stride": 2}, exporter="legacy", opset=17, dynamic=True,
+         conv=IMAGENET_OUTSIDE, size=224, resize_from=32),
+    dict(name="convnext_from64_dynamo_op18", family="convnext", kw={}, exporter="dynamo", opset=18,
+         dynamic=True, conv=CIFAR_OUTSIDE, size=32, resize_from=64),
 ]
 
 
-def to_model_input(x01: torch.Tensor, conv: dict) -> torch.Tensor:
-    """The convention the head folds in: range map, then (x - mean) / std (NCHW)."""
+def to_model_input(x01: torch.Tensor, conv: dict, size: int | None = None) -> torch.Tensor:
+    """What the head does before the classifier: bilinear resize to `size` (align_corners=False,
+    antialias off: lib/energy/resize.ts) when the images are not that size, then the convention:
+    range map, then (x - mean) / std (NCHW)."""
+    if size is not None and x01.shape[-1] != size:
+        x01 = F.interpolate(x01, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
     x = x01 * 2 - 1 if conv.get("range") == "pm1" else x01
     if "mean" in conv:
         mean = torch.tensor(conv["mean"], dtype=x.dtype).view(1, -1, 1, 1)
@@ -161,9 +173,10 @@ def build_entry(index: int, entry: dict) -> dict:
     randomise_norms(model, gen)
     if dtype == "float16":
         model = model.half()
-    x01 = torch.rand(N_IMAGES, 3, size, size, generator=gen)
+    src = entry.get("resize_from", size)
+    x01 = torch.rand(N_IMAGES, 3, src, src, generator=gen)
     # a dynamic batch needs an example of >= 2 images (torch.export specialises a batch of 1)
-    example = to_model_input(x01 if entry["dynamic"] else x01[:1], entry["conv"]).to(torch.float16 if dtype == "float16" else torch.float32)
+    example = to_model_input(x01 if entry["dynamic"] else x01[:1], entry["conv"], size).to(torch.float16 if dtype == "float16" else torch.float32)
 
     t0 = time.time()
     data = export(model, example, entry)
@@ -173,7 +186,7 @@ def build_entry(index: int, entry: dict) -> dict:
 
     # the export against torch (float32; float16 at its own precision)
     with torch.no_grad():
-        xin = to_model_input(x01, entry["conv"])
+        xin = to_model_input(x01, entry["conv"], size)
         if dtype == "float16":
             ref32 = model.float()(xin).double()
             got = ort_logits(data, xin.half().numpy(), not entry["dynamic"]).astype(np.float64)
@@ -191,7 +204,7 @@ def build_entry(index: int, entry: dict) -> dict:
     # float64 references (the float16 model: its rounded weights, evaluated in float64)
     m64 = copy.deepcopy(model).double().eval()
     x = x01.double().requires_grad_(True)
-    inp = to_model_input(x, entry["conv"])
+    inp = to_model_input(x, entry["conv"], size)
     logits = m64.logits(inp) if softmax else m64(inp)
     K = logits.shape[1]
     y = torch.randint(0, K, (N_IMAGES,), generator=gen)
@@ -234,6 +247,9 @@ def build_entry(index: int, entry: dict) -> dict:
         "output_kind": "softmax" if softmax else "logits",
         "model": f"{name}.onnx",
         "conventions": entry["conv"],
+        # the head takes x_shape images; the classifier takes input_size ones (resize_from: a resize)
+        "input_size": [size, size],
+        "resize_from": entry.get("resize_from"),
         "num_classes": K,
         "node_count": len(proto.graph.node),
         "ops": dict(sorted(ops.items())),
@@ -254,10 +270,50 @@ def build_entry(index: int, entry: dict) -> dict:
     }, data
 
 
+RESIZE_CASES = [(32, 64), (64, 32), (8, 56), (5, 13), (13, 5), (1, 3), (3, 1), (7, 7)]
+
+
+def resize_fixture() -> dict:
+    """torch's bilinear interpolation (align_corners=False, antialias off) as 1-D matrices, and
+    one 2-D resize with its adjoint, for tests/resize_test.ts (lib/energy/resize.ts)."""
+    mats = {}
+    for n, m in RESIZE_CASES:
+        eye = torch.eye(n, dtype=torch.float64).view(n, 1, 1, n)  # each row an impulse
+        r = F.interpolate(eye, size=(1, m), mode="bilinear", align_corners=False, antialias=False)
+        mats[f"{n}->{m}"] = r.view(n, m).t().flatten().tolist()  # [m, n] row-major
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 3, 5, 7, generator=gen, dtype=torch.float64).requires_grad_(True)
+    y = F.interpolate(x, size=(9, 4), mode="bilinear", align_corners=False, antialias=False)
+    g = torch.randn(y.shape, generator=gen, dtype=torch.float64)
+    (dx,) = torch.autograd.grad((y * g).sum(), x)
+    return {
+        "description": (
+            f"torch {torch.__version__} F.interpolate(mode='bilinear', align_corners=False, antialias=False) in "
+            "float64: 1-D matrices [m, n] row-major keyed 'n->m'; a 2-D resize [2,3,5,7] -> [2,3,9,4] with a "
+            "cotangent g and its vector-Jacobian product dx (weights/recipes/export_zoo.py)"
+        ),
+        "matrices": mats,
+        "x": x.detach().flatten().tolist(),
+        "y": y.detach().flatten().tolist(),
+        "g": g.flatten().tolist(),
+        "dx": dx.flatten().tolist(),
+    }
+
+
 def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
     wanted = set(argv)
+    if not wanted or "resize" in wanted:
+        path = os.path.join(ROOT, "tests", "fixtures", "resize", "bilinear_torch.json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(resize_fixture(), f)
+            f.write("\n")
+        print(f"resize fixture: {path}")
+        wanted.discard("resize")
+        if not wanted and "resize" in argv:
+            return 0
     unknown = wanted - {e["name"] for e in ZOO}
     if unknown:
         print(f"unknown zoo entries {sorted(unknown)}; known: {[e['name'] for e in ZOO]}", file=sys.stderr)
