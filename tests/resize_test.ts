@@ -7,7 +7,7 @@
 // holds the end-to-end cases: a 224 classifier on 32x32 images and a 32 one on 64x64 images.
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import * as ort from "npm:onnxruntime-node@1.30.0";
+import * as ort from "onnxruntime-node";
 import fc from "fast-check";
 import { appendVjp } from "../lib/autodiff/vjp.ts";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
