@@ -57,6 +57,7 @@ export { type Spacing, stepPairs, thesisGrid, timestepGrid } from "./lib/timeste
 export { ddimSigma, ddimStep, type DdimStepInput } from "./lib/sampler/ddim.ts";
 export { ddpmCoefficients, ddpmStep, type DdpmStepInput } from "./lib/sampler/ddpm.ts";
 export {
+  type BatchEvent,
   type DenoiseContext,
   type Denoiser,
   gridFor,
@@ -71,6 +72,7 @@ export { noiseFor, parseSeeds, RandomStream, RNG_ID } from "./lib/random.ts";
 export {
   type Feed,
   fixedBatch,
+  type InferenceSession,
   type IOInfo,
   loadOnnx,
   type LoadOptions,

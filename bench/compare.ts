@@ -57,9 +57,35 @@ import { DEFAULT_STRENGTH } from "../lib/guidance/strength.ts";
 import { encodeModel } from "../lib/onnx/proto.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const { values: opt } = parseArgs({
-  args: Deno.args,
-  options: {
+const USAGE = `deno task bench-compare [flags]   (project vs PyTorch eager, same weights, one run)
+  --threads 2 --batches 1,16,64 --models tiny,full --cases step,guided,sample,clf
+  --budget 20 --min-reps 5 --max-reps 25 --sample-steps 100 --scale 1 --gap 60 --warm-below 300
+  --full-onnx <file> --classifier <file> --python <venv python> --matmul-size 2048
+  --out out/bench-compare.json
+  --options            also time ORT session-option variants of the UNet forward
+  --options-only       only those
+  --quick              smoke run: batches 1,16, budget 3 s, 3 reps, 10 sample steps
+  --no-head-variant    skip the guided rows with a non-spinning energy head
+  (details: the comment at the top of bench/compare.ts; results: bench/NOTES.md)`;
+if (Deno.args.includes("--help")) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    options: benchOptions(),
+    strict: true,
+  });
+} catch (e) {
+  console.error(`error: bench-compare: ${(e as Error).message}\n${USAGE}`);
+  Deno.exit(2);
+}
+const { values: opt } = parsed;
+/** parseArgs options of bench-compare (a function: hoisted above the parse). */
+function benchOptions() {
+  return {
     threads: { type: "string", default: "2" },
     batches: { type: "string", default: "1,16,64" },
     models: { type: "string", default: "tiny,full" },
@@ -80,9 +106,8 @@ const { values: opt } = parseArgs({
     "options-only": { type: "boolean", default: false },
     quick: { type: "boolean", default: false },
     "no-head-variant": { type: "boolean", default: false },
-  },
-  strict: true,
-});
+  } as const;
+}
 const THREADS = Number(opt.threads);
 const QUICK = opt.quick;
 const BATCHES = (QUICK && opt.batches === "1,16,64" ? "1,16" : opt.batches).split(",").map(Number);

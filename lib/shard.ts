@@ -6,6 +6,7 @@
  * run writes the same images as one uninterrupted run.
  * @module
  */
+import { createHash } from "node:crypto";
 import { UsageError } from "./errors.ts";
 
 /** Shard `index` (0-based) of `count`. */
@@ -55,28 +56,88 @@ export function stableJson(value: unknown): string {
   ) + "\n";
 }
 
+/** Hex sha256 of a config.json text (shard records carry it; merge compares). */
+export function configSha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
 /**
- * Claims `<out>/config.json` for a run configuration: writes it when absent, accepts it when
- * identical (another shard, or a rerun), and refuses a folder holding a different run.
+ * Seeds as compact ranges ("0-999", "0-3,10,20-21"), the inverse of parseSeeds for a list
+ * without repeats: config.json stays a few bytes for any run size.
  */
-export async function claimRunFolder(out: string, config: unknown): Promise<void> {
+export function formatSeeds(seeds: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < seeds.length;) {
+    let j = i;
+    while (j + 1 < seeds.length && seeds[j + 1] === seeds[j] + 1) j++;
+    parts.push(j > i ? `${seeds[i]}-${seeds[j]}` : `${seeds[i]}`);
+    i = j + 1;
+  }
+  return parts.join(",");
+}
+
+/**
+ * Claims `<out>/config.json` for a run configuration, atomically: the complete file is written
+ * under a temp name and hard-linked to config.json, which fails when config.json exists, so of
+ * workers started at the same moment exactly one creates it and every other one compares with
+ * it: an identical configuration (another shard, or a rerun) is accepted, another one refused.
+ * Returns the sha256 of config.json, which shard records carry for `merge` to compare.
+ */
+export async function claimRunFolder(out: string, config: unknown): Promise<string> {
   const path = `${out}/config.json`;
   const text = stableJson(config);
-  let existing: string | undefined;
-  try {
-    existing = await Deno.readTextFile(path);
-  } catch {
+  let existing = await readIfExists(path);
+  if (existing === undefined) {
     await Deno.mkdir(out, { recursive: true });
     const tmp = `${path}.tmp-${Deno.pid}-${Math.random().toString(36).slice(2)}`;
     await Deno.writeTextFile(tmp, text);
-    await Deno.rename(tmp, path);
-    existing = await Deno.readTextFile(path); // a concurrent shard may have won the race
+    try {
+      await Deno.link(tmp, path); // create-exclusive: AlreadyExists when another worker won
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) {
+        // no hard links here (some network file systems): create-exclusive open instead
+        await createExclusive(path, text).catch((e2) => {
+          if (!(e2 instanceof Deno.errors.AlreadyExists)) throw e2;
+        });
+      }
+    } finally {
+      await Deno.remove(tmp).catch(() => {});
+    }
+    existing = await readComplete(path);
   }
   if (existing !== text) {
     throw new UsageError(
       `${out} holds a run with another configuration (${path}); use a new --out, or delete the ` +
         `folder to start over (a rerun with the same flags resumes it)`,
     );
+  }
+  return configSha256(text);
+}
+
+async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+async function createExclusive(path: string, text: string): Promise<void> {
+  const f = await Deno.open(path, { createNew: true, write: true });
+  try {
+    await f.write(new TextEncoder().encode(text));
+  } finally {
+    f.close();
+  }
+}
+
+/** Reads config.json, waiting briefly while a create-exclusive writer is still writing it. */
+async function readComplete(path: string): Promise<string> {
+  for (let i = 0;; i++) {
+    const t = await Deno.readTextFile(path);
+    if (t.endsWith("}\n") || i >= 40) return t;
+    await new Promise((r) => setTimeout(r, 25));
   }
 }
 

@@ -92,9 +92,21 @@ export async function loadManifest(base: URL = defaultWeightsBase()): Promise<Ma
         `pass --weights <dir> pointing at a folder with manifest.json`,
     );
   }
-  const m = JSON.parse(text) as Manifest;
-  if (m.version !== 1 || typeof m.models !== "object") {
-    throw new Error(`${url} is not a version-1 weights manifest`);
+  const where = url.protocol === "file:" ? url.pathname : url.href;
+  let m: Manifest;
+  try {
+    m = JSON.parse(text) as Manifest;
+  } catch (e) {
+    throw new Error(
+      `the weights manifest ${where} is not valid JSON (${(e as Error).message}); restore it ` +
+        `(git checkout weights/manifest.json) or pass --weights <dir> with a valid manifest.json`,
+    );
+  }
+  if (m?.version !== 1 || typeof m.models !== "object" || m.models === null) {
+    throw new Error(
+      `${where} is not a version-1 weights manifest (it needs "version": 1 and a "models" ` +
+        `object); pass --weights <dir> with a valid manifest.json`,
+    );
   }
   return m;
 }
@@ -189,7 +201,7 @@ export async function defaultModel(
   role: keyof Manifest["defaults"],
   base: URL = defaultWeightsBase(),
 ): Promise<string> {
-  const id = (await loadManifest(base)).defaults[role];
+  const id = (await loadManifest(base)).defaults?.[role];
   if (!id) throw new Error(`weights/manifest.json names no default ${role}; pass one explicitly`);
   return id;
 }

@@ -7,6 +7,7 @@ import type { InputConventions } from "../lib/energy/conventions.ts";
 import type { ProviderChoice } from "../lib/runtime/session.ts";
 import { type ResolvedModel, resolveModel } from "../lib/weights.ts";
 import { UsageError } from "../lib/errors.ts";
+import { checkClassifierFile, modelLabel } from "./_preflight.ts";
 
 /** Parses "r,g,b" into numbers, naming the flag on error. */
 export function parseTriple(flag: string, raw: string | undefined): number[] | undefined {
@@ -52,6 +53,8 @@ export async function loadClassifierRef(
     provider?: ProviderChoice;
     threads?: number;
     batch?: number;
+    /** The flag that named the model, for errors (default --classifier). */
+    flag?: string;
   } = {},
 ): Promise<{ classifier: EnergyClassifier; resolved: ResolvedModel }> {
   const resolved = await resolveModel(ref, { kind: ["classifier", "energy-head"], base });
@@ -60,6 +63,9 @@ export async function loadClassifierRef(
     (e?.kind === "classifier"
       ? { mean: e.input.mean, std: e.input.std, range: e.input.range, layout: e.input.layout }
       : undefined);
+  // an empty/non-ONNX file or a raw classifier without conventions: said with the file and flags
+  checkClassifierFile(resolved, opts.flag ?? "--classifier", conventions);
+  const label = modelLabel(resolved);
   const classifier = await loadEnergyClassifier(resolved.bytes, {
     conventions,
     provider: opts.provider,
@@ -67,6 +73,11 @@ export async function loadClassifierRef(
     batch: opts.batch,
     // the head runs between denoiser calls: idle spinning workers would slow the next one down
     allowSpinning: false,
+  }).catch((err) => {
+    // loadEnergyClassifier is given bytes: name the file instead
+    (err as Error).message = (err as Error).message.replaceAll("<bytes>", label);
+    throw err;
   });
+  classifier.model.source = label; // NaN/Inf reports of its outputs name the file
   return { classifier, resolved };
 }

@@ -1,6 +1,7 @@
 /**
  * The output folder of a sampling run as a set of per-image files, for sharding and resume:
- * which images this shard still has to make, writing finished batches, and reading images back.
+ * which images this shard still has to make (a file that is missing, empty or not a complete PNG
+ * of the run's size is made again), writing finished batches, and reading images back.
  * @module
  */
 import { claimRunFolder, fileExists, type Shard, shardPositions } from "../lib/shard.ts";
@@ -18,22 +19,86 @@ export interface RunItem {
 export interface RunPlan {
   /** Positions (into the run's items) of this shard. */
   mine: number[];
-  /** Those of them not yet written. */
+  /** Those of them not yet written (missing or damaged files). */
   todo: number[];
+  /** Files of this shard that existed but were damaged (remade now), with why. */
+  damaged: { file: string; why: string }[];
+  /** sha256 of the folder's config.json (shard records carry it). */
+  configSha256: string;
 }
 
-/** Claims the folder for `identity` and lists this shard's items still missing. */
+/** More images than this in one run get a warning (time, disk, and a shard hint). */
+export const LARGE_RUN = 100_000;
+
+/** Warns on stderr when a run is large: it takes long, and sharding exists. */
+export function warnLargeRun(task: string, images: number): void {
+  if (images <= LARGE_RUN) return;
+  console.error(
+    `warning: ${task}: ${images} images in this run (more than ${LARGE_RUN}); at a few images ` +
+      `per second per CPU machine that is days: split it with --shard i/n over several ` +
+      `machines (README "Sharding, resume, clusters"); finished images are kept on rerun`,
+  );
+}
+
+/**
+ * Why an existing image file cannot be kept (empty, not a complete PNG, another size), or
+ * undefined when it is a finished image. A cheap check: the PNG is decoded.
+ */
+export async function damage(path: string, shape?: ImageShape): Promise<string | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    return `unreadable (${(e as Error).message})`;
+  }
+  if (bytes.length === 0) return "empty (0 bytes)";
+  let png;
+  try {
+    png = decodePng(bytes);
+  } catch {
+    return `not a complete PNG (${bytes.length} bytes)`;
+  }
+  if (shape && (png.width !== shape.w || png.height !== shape.h)) {
+    return `${png.width}x${png.height}, the run's images are ${shape.w}x${shape.h}`;
+  }
+  return undefined;
+}
+
+/**
+ * Claims the folder for `identity` and lists this shard's items still to make: missing files,
+ * and existing ones that are damaged (checked, named on stderr, made again).
+ */
 export async function planRun(
   out: string,
   identity: unknown,
   items: RunItem[],
   shard: Shard,
+  shape?: ImageShape,
 ): Promise<RunPlan> {
-  await claimRunFolder(out, identity);
+  const configSha256 = await claimRunFolder(out, identity);
   const mine = shardPositions(items.length, shard);
   const todo: number[] = [];
-  for (const p of mine) if (!(await fileExists(`${out}/${items[p].file}`))) todo.push(p);
-  return { mine, todo };
+  const damaged: RunPlan["damaged"] = [];
+  for (const p of mine) {
+    const path = `${out}/${items[p].file}`;
+    if (!(await fileExists(path))) {
+      todo.push(p);
+      continue;
+    }
+    const why = await damage(path, shape);
+    if (why) {
+      todo.push(p);
+      damaged.push({ file: items[p].file, why });
+    }
+  }
+  if (damaged.length) {
+    console.error(
+      `note: ${damaged.length} finished image file(s) in ${out} are damaged and are made again: ` +
+        damaged.slice(0, 10).map((d) => `${d.file} (${d.why})`).join(", ") +
+        (damaged.length > 10 ? ", ..." : ""),
+    );
+  }
+  return { mine, todo, damaged, configSha256 };
 }
 
 /** An onBatch hook writing each finished image to its file (atomically). `todo[i]` maps the
@@ -58,7 +123,15 @@ export async function readImages(
   const x = new Float32Array(items.length * per);
   for (let i = 0; i < items.length; i++) {
     const path = `${out}/${items[i].file}`;
-    const png = decodePng(await Deno.readFile(path));
+    let png;
+    try {
+      png = decodePng(await Deno.readFile(path));
+    } catch (e) {
+      throw new Error(
+        `${path} cannot be read back: ${(e as Error).message} Rerun the same command ` +
+          `(a damaged image is made again) or delete the file`,
+      );
+    }
     if (png.width !== shape.w || png.height !== shape.h) {
       throw new Error(
         `${path} is ${png.width}x${png.height}, the run's images are ${shape.w}x${shape.h}`,
@@ -71,9 +144,35 @@ export async function readImages(
   return x;
 }
 
+/** Items whose files are missing, and those whose files are damaged (with why). */
+export async function checkItems(
+  out: string,
+  items: RunItem[],
+  shape?: ImageShape,
+): Promise<{ missing: RunItem[]; damaged: { item: RunItem; why: string }[] }> {
+  const missing: RunItem[] = [];
+  const damaged: { item: RunItem; why: string }[] = [];
+  for (const it of items) {
+    const path = `${out}/${it.file}`;
+    if (!(await fileExists(path))) missing.push(it);
+    else {
+      const why = await damage(path, shape);
+      if (why) damaged.push({ item: it, why });
+    }
+  }
+  return { missing, damaged };
+}
+
 /** Items whose files are missing. */
 export async function missingItems(out: string, items: RunItem[]): Promise<RunItem[]> {
-  const missing: RunItem[] = [];
-  for (const it of items) if (!(await fileExists(`${out}/${it.file}`))) missing.push(it);
-  return missing;
+  return (await checkItems(out, items)).missing;
+}
+
+/** The folder's run.json of an earlier run, parsed, or undefined. */
+export async function previousRunJson(out: string): Promise<unknown> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${out}/run.json`));
+  } catch {
+    return undefined;
+  }
 }

@@ -57,6 +57,15 @@ export function fitClassMixture(
   return gaussianMixture(sums, Array.from(counts, (c) => c / n), variances);
 }
 
+/** Usage text of `build-mixture`. */
+export const BUILD_MIXTURE_USAGE = `deno task build-mixture [flags]
+  fits the exact Gaussian-mixture denoiser to CIFAR-10's train split (deterministic) and writes
+  it as an ONNX denoiser with its manifest entry
+  --data <cifar10>     CIFAR-10 archive or folder (default ${DEFAULT_CIFAR10})
+  --out <file.onnx>    (default weights/mixture_cifar10.onnx)
+  --id <id>            manifest id (default mixture-cifar10)
+  --manifest <file>    manifest to update (default weights/manifest.json)`;
+
 /** Runs the `build-mixture` task. */
 export async function buildMixtureTask(args: string[]): Promise<void> {
   const f = parseFlags("build-mixture", args, {
@@ -64,7 +73,12 @@ export async function buildMixtureTask(args: string[]): Promise<void> {
     out: { type: "string" },
     id: { type: "string" },
     manifest: { type: "string" },
+    help: { type: "boolean" },
   });
+  if (f.help) {
+    console.log(BUILD_MIXTURE_USAGE);
+    return;
+  }
   const data = f.data ?? DEFAULT_CIFAR10;
   const out = f.out ?? "weights/mixture_cifar10.onnx";
   const id = f.id ?? "mixture-cifar10";

@@ -55,9 +55,23 @@ export async function readEnergyStats(path: string, numClasses: number): Promise
   return s;
 }
 
+/** Usage text of `energy-stats`. */
+export const ENERGY_STATS_USAGE = `deno task energy-stats [flags]
+  class-wise mean/std of E(x) and E(x,y) of a classifier on CIFAR-10 (§4.8); the means of E(x)
+  are the Estar_y that --direction dual reads
+  --classifier <id|path>   classifier or energy head (default: the manifest's default classifier)
+  --data <cifar10>         CIFAR-10 archive or folder (default ../shared/data/cifar10/...)
+  --split train|test       (default train)
+  --limit <n>              only the first n images
+  --out <file.json>        (default out/energy-stats/<classifier>-<split>.json)
+  --batch <n>              images per model call (default 64)
+  --mean r,g,b --std r,g,b --range 01|pm1 --layout nchw|nhwc   conventions of a raw classifier path
+  --provider auto|cpu|cuda --weights <dir|url>`;
+
 /** Runs `energy-stats`. */
 export async function energyStatsTask(args: string[]): Promise<void> {
   const f = parseFlags("energy-stats", args, {
+    help: { type: "boolean" },
     classifier: { type: "string" },
     data: { type: "string" },
     split: { type: "string" },
@@ -71,6 +85,10 @@ export async function energyStatsTask(args: string[]): Promise<void> {
     provider: { type: "string" },
     weights: { type: "string" },
   });
+  if (f.help) {
+    console.log(ENERGY_STATS_USAGE);
+    return;
+  }
   const base = weightsBaseFrom(f.weights);
   const ref = f.classifier ?? await defaultModel("classifier", base);
   const split = choiceFlag("split", f.split, ["train", "test"] as const, "train");

@@ -21,9 +21,16 @@ import { targetAccuracy } from "../lib/metrics/target_accuracy.ts";
 import { scheduleFromSpec } from "../lib/schedule.ts";
 import { defaultModel, loadManifest, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
-import { parseShard } from "../lib/shard.ts";
-import { batchWriter, planRun, readImages, type RunItem } from "./_run_folder.ts";
-import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
+import { formatSeeds, parseShard } from "../lib/shard.ts";
+import {
+  batchWriter,
+  planRun,
+  previousRunJson,
+  readImages,
+  type RunItem,
+  warnLargeRun,
+} from "./_run_folder.ts";
+import { choiceFlag, numberFlag, parseFlags, scaleFlag, UsageError, versions } from "./_args.ts";
 import {
   DENOISER_FLAGS_USAGE,
   parseImageSize,
@@ -34,6 +41,7 @@ import {
   withConventionFlags,
 } from "./_sampler_flags.ts";
 import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
+import { checkModelFile, checkRunModels, classifierInputRecord, modelLabel } from "./_preflight.ts";
 import { readEnergyStats } from "./energy_stats.ts";
 import { DEFAULT_SCHEDULE } from "./sample.ts";
 
@@ -85,7 +93,9 @@ export const GUIDE_USAGE = `deno task guide [flags]
   --point xt|x0            where the classifier looks: x_t (thesis) or x0_hat (MPGD-style)
   --form eps|mean-shift    Alg 6 eps shift, or Dhariwal-Nichol mean shift (--sampler ddpm)
   --clip-grad <c>          per-image max L2 norm of the direction
-  --sampler ddim|ddpm --steps 100 --eta 0.5 --spacing leading --clip true|false
+  --sampler ddim|ddpm|dpmpp-2m|unipc|heun --steps 100 --eta 0.5 --spacing leading --clip true|false
+                           (dpmpp-2m / unipc default to 20 steps, heun to 10 = 19 network calls;
+                           see 'deno task sample --help')
   --seeds <list>           per-image seeds, the same for every class (default 0-7)
   --evaluator <id|path|none>  independent classifier: target accuracy of the samples
                            (default: the manifest's evaluator; none: skip)
@@ -146,7 +156,7 @@ export async function guideTask(args: string[]): Promise<void> {
     spec: parseStrength(f.schedule ?? "sqrt"),
     activation: numberFlag("activation", f.activation, 0, { min: 0, max: 1 }),
   };
-  const scale = numberFlag("scale", f.scale, 10);
+  const scale = scaleFlag(f.scale, 10);
   let seeds: number[];
   try {
     seeds = parseSeeds(f.seeds ?? "0-7");
@@ -175,7 +185,12 @@ export async function guideTask(args: string[]): Promise<void> {
   const schedule = scheduleFromSpec(spec);
   const imageSize = parseImageSize(f["image-size"]);
   // the image shape comes from the denoiser's graph; its output and timestep input are checked
-  const model = await loadOnnx(resolved.bytes, { provider, intraOpThreads: threads });
+  checkModelFile(resolved, "--model");
+  const model = await loadOnnx(resolved.bytes, {
+    provider,
+    intraOpThreads: threads,
+    source: modelLabel(resolved),
+  });
   const setup = await inspectDenoiser(model, {
     spec,
     declaredShape: resolved.entry?.input.shape,
@@ -223,9 +238,10 @@ export async function guideTask(args: string[]): Promise<void> {
   const evaluatorRef = f.evaluator === "none"
     ? undefined
     : f.evaluator ?? (manifestEvaluator !== clfRef ? manifestEvaluator : undefined);
-  const evaluator = evaluatorRef === undefined
+  const evaluatorLoaded = evaluatorRef === undefined
     ? undefined
-    : (await loadClassifierRef(evaluatorRef, base, { provider, threads })).classifier;
+    : await loadClassifierRef(evaluatorRef, base, { provider, threads, flag: "--evaluator" });
+  const evaluator = evaluatorLoaded?.classifier;
   if (evaluator && evaluator.numClasses !== classifier.numClasses) {
     throw new UsageError(
       `--evaluator ${evaluatorRef} has ${evaluator.numClasses} classes, the guide has ${classifier.numClasses}`,
@@ -251,6 +267,22 @@ export async function guideTask(args: string[]): Promise<void> {
   }
   const out = f.out ?? "out/guide";
   const shard = parseShard(f.shard);
+  // every model against the run and the others, before the folder is claimed
+  checkRunModels({
+    denoiser: { label: modelLabel(resolved), shape: [c, h, w] },
+    classifier: {
+      label: modelLabel(clfResolved),
+      shape: classifier.info.inputShape,
+      numClasses: classifier.numClasses,
+    },
+    evaluator: evaluatorLoaded && {
+      label: modelLabel(evaluatorLoaded.resolved),
+      shape: evaluatorLoaded.classifier.info.inputShape,
+      numClasses: evaluatorLoaded.classifier.numClasses,
+    },
+    classes,
+  });
+  warnLargeRun("guide", runSeeds.length);
   if (model.providerNote) console.error(`note: ${model.providerNote}`);
   const { sampler, steps } = config;
   // --- the run folder: images/<class>/<seed>.png; this shard's missing ones are sampled ---
@@ -272,16 +304,18 @@ export async function guideTask(args: string[]): Promise<void> {
     clipGradNorm,
     ...samplerRecord(config, spec),
   };
+  const classifierInput = classifierInputRecord(classifier.info);
   const identity = {
     task: "guide",
     model: resolved.sha256,
     classifier: clfResolved.sha256,
-    seeds,
+    classifierInput,
+    seeds: formatSeeds(seeds),
     ...setting,
     shape: [c, h, w],
     rng: RNG_ID,
   };
-  const plan = await planRun(out, identity, items, shard);
+  const plan = await planRun(out, identity, items, shard, { c, h, w });
   const todoLabels = plan.todo.map((p) => labels[p]);
   const gradNormSum = { sum: 0, count: 0 };
   const den = guided(onnxDenoiser(model, config.batchSize, setup), {
@@ -346,6 +380,7 @@ export async function guideTask(args: string[]): Promise<void> {
     await writeJsonAtomic(`${out}/run.shard-${shard.index}-of-${shard.count}.json`, {
       task: "guide",
       shard: `${shard.index}/${shard.count}`,
+      configSha256: plan.configSha256,
       sampledNow: plan.todo.length,
       alreadyDone: plan.mine.length - plan.todo.length,
       seconds,
@@ -377,6 +412,14 @@ export async function guideTask(args: string[]): Promise<void> {
     )
     : undefined;
   const guideScore = targetAccuracy(finalEnergies.logits, labels, classifier.numClasses);
+  // a rerun that made nothing and skips the evaluator keeps the evaluator's results of the
+  // images (the folder key guarantees they are the same images)
+  const kept = !evaluation && plan.todo.length === 0
+    ? keptEvaluation(await previousRunJson(out))
+    : undefined;
+  if (kept) {
+    console.error(`guide: no image made now; kept the evaluator's results of ${out}/run.json`);
+  }
   // --- grids ---
   for (const [ci, k] of classes.entries()) {
     const slice = images.subarray(ci * seeds.length * per, (ci + 1) * seeds.length * per);
@@ -386,8 +429,21 @@ export async function guideTask(args: string[]): Promise<void> {
   const result = {
     task: "guide",
     model: { ref: modelRef, id: resolved.id, sha256: resolved.sha256 },
-    classifier: { ref: clfRef, id: clfResolved.id, sha256: clfResolved.sha256 },
-    evaluator: evaluatorRef,
+    classifier: {
+      ref: clfRef,
+      id: clfResolved.id,
+      sha256: clfResolved.sha256,
+      input: classifierInput,
+    },
+    evaluator: evaluatorRef ?? kept?.evaluator,
+    evaluatorModel: evaluatorLoaded
+      ? {
+        ref: evaluatorRef,
+        id: evaluatorLoaded.resolved.id,
+        sha256: evaluatorLoaded.resolved.sha256,
+        input: classifierInputRecord(evaluatorLoaded.classifier.info),
+      }
+      : kept?.evaluatorModel,
     config: {
       ...setting,
       scheduleName: schedule.name,
@@ -398,11 +454,13 @@ export async function guideTask(args: string[]): Promise<void> {
       batch: config.batchSize,
     },
     results: {
-      targetAccuracy: evaluation?.overall,
+      targetAccuracy: evaluation?.overall ?? kept?.results.targetAccuracy,
       targetAccuracyPerClass: evaluation
         ? Object.fromEntries(classes.map((k) => [names[k], evaluation.perClass[k]]))
-        : undefined,
-      evaluatorHistogram: evaluation ? histo(evaluation.confusion) : undefined,
+        : kept?.results.targetAccuracyPerClass,
+      evaluatorHistogram: evaluation
+        ? histo(evaluation.confusion)
+        : kept?.results.evaluatorHistogram,
       guideAccuracy: guideScore.overall,
       guideHistogram: histo(guideScore.confusion),
       meanEnergyX: Object.fromEntries(
@@ -442,4 +500,23 @@ function resolvedClassNames(names: string[] | undefined, k: number): string[] {
   if (names && names.length === k) return names;
   if (k === CIFAR10_CLASSES.length) return [...CIFAR10_CLASSES];
   return Array.from({ length: k }, (_, i) => `class${i}`);
+}
+
+/** The evaluator part of a previous run.json, when it has one. */
+// deno-lint-ignore no-explicit-any
+function keptEvaluation(previous: any) {
+  if (typeof previous?.results?.targetAccuracy !== "number") return undefined;
+  return {
+    evaluator: previous.evaluator as string | undefined,
+    evaluatorModel: previous.evaluatorModel as Record<string, unknown> | undefined,
+    results: {
+      targetAccuracy: previous.results.targetAccuracy as number,
+      targetAccuracyPerClass: previous.results.targetAccuracyPerClass as
+        | Record<string, number>
+        | undefined,
+      evaluatorHistogram: previous.results.evaluatorHistogram as
+        | Record<string, number[]>
+        | undefined,
+    },
+  };
 }

@@ -81,9 +81,21 @@ async function status(entry: ManifestEntry, base: URL): Promise<{ ok: boolean; t
   }
 }
 
+/** Usage text of `weights`. */
+export const WEIGHTS_USAGE = `deno task weights [flags]
+  lists the manifest's models (file present, sha256 verified), the thesis's models that are
+  missing and the commands that obtain and convert them
+  --weights <dir|url>      weights folder holding manifest.json (default: the repository's)
+deno task weights --add <file.onnx> --id <id> [flags]   registers a converted model
+  --kind denoiser|classifier|energy-head|feature   (default: read from its inputs/outputs)
+  --range pm1|01 --mean r,g,b --std r,g,b          its input convention
+  --scheduler-config <scheduler_config.json>       a denoiser's diffusers schedule
+  --description <text>`;
+
 /** Runs `weights`. */
 export async function weightsTask(args: string[]): Promise<void> {
   const f = parseFlags("weights", args, {
+    help: { type: "boolean" },
     add: { type: "string" },
     id: { type: "string" },
     kind: { type: "string" },
@@ -94,8 +106,15 @@ export async function weightsTask(args: string[]): Promise<void> {
     description: { type: "string" },
     weights: { type: "string" },
   });
+  if (f.help) {
+    console.log(WEIGHTS_USAGE);
+    return;
+  }
   const base = weightsBaseFrom(f.weights);
-  if (f.add !== undefined) return await addModel(f, base);
+  if (f.add !== undefined) {
+    const { help: _help, ...rest } = f;
+    return await addModel(rest, base);
+  }
   const manifest = await loadManifest(base);
   const roles = Object.entries(manifest.defaults).map(([role, id]) => [id, role]);
   let bad = 0;

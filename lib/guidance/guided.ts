@@ -15,6 +15,8 @@ import {
   imageNorms,
 } from "./directions.ts";
 import { guidanceFactor, type StrengthSchedule } from "./strength.ts";
+import { NonFiniteError } from "../errors.ts";
+import { firstNonFinite } from "../sampler/finite.ts";
 
 /** Where the classifier looks: x_t (the thesis) or x0_hat (MPGD-style, no UNet backprop). */
 export type GuidancePoint = "xt" | "x0";
@@ -117,19 +119,37 @@ export function guided(denoiser: Denoiser, cfg: GuidanceConfig): Denoiser {
         at[i] = v < -1 ? -1 : v > 1 ? 1 : v;
       }
     }
-    const dir = await guidanceDirection(cfg.direction, cfg.accumulate, cfg.classifier, at, n, y);
-    const g = dir.g;
-    for (let i = 0; i < g.length; i++) {
-      if (!Number.isFinite(g[i])) {
-        throw new Error(
-          `guidance gradient holds ${g[i]} at step ${
-            ctx.stepIndex + 1
-          }/${ctx.steps} (t = ${t}, image ` +
-            `${
-              ctx.items[Math.floor(i / per)]
-            }); lower --scale, add --clip-grad, or check the classifier`,
+    const epsAt = firstNonFinite(eps);
+    if (epsAt >= 0) {
+      throw new NonFiniteError(
+        `the denoiser returned ${eps[epsAt]} at flat index ${epsAt} (image seed ` +
+          `${ctx.seeds[Math.floor(epsAt / per)]}), before guidance`,
+        "the denoiser",
+        eps[epsAt],
+        epsAt,
+      );
+    }
+    const dir = await guidanceDirection(cfg.direction, cfg.accumulate, cfg.classifier, at, n, y)
+      .catch((e) => {
+        if (!(e instanceof NonFiniteError) || e.where.startsWith("the ")) throw e;
+        throw new NonFiniteError(
+          `the classifier: ${e.message}`,
+          `the classifier (${e.where})`,
+          e.value,
+          e.index,
         );
-      }
+      });
+    const g = dir.g;
+    const gAt = firstNonFinite(g);
+    if (gAt >= 0) {
+      throw new NonFiniteError(
+        `the classifier's guidance gradient holds ${g[gAt]} at flat index ${gAt} (image seed ` +
+          `${ctx.seeds[Math.floor(gAt / per)]}, ${cfg.point === "x0" ? "at x0_hat" : "at x_t"}); ` +
+          `lower --scale, add --clip-grad, or check the classifier`,
+        "the classifier",
+        g[gAt],
+        gAt,
+      );
     }
     const norms = imageNorms(g, n);
     if (cfg.clipGradNorm !== undefined) {
@@ -149,6 +169,22 @@ export function guided(denoiser: Denoiser, cfg: GuidanceConfig): Denoiser {
     }
     const out = new Float32Array(eps.length);
     for (let i = 0; i < out.length; i++) out[i] = eps[i] - k * g[i];
+    const outAt = firstNonFinite(out);
+    if (outAt >= 0) {
+      throw new NonFiniteError(
+        `the guidance arithmetic eps - s w(t) g (s w(t) = ${k.toPrecision(3)}) gave ` +
+          `${out[outAt]} at flat index ${outAt} (image seed ${
+            ctx.seeds[Math.floor(outAt / per)]
+          }) ` +
+          `from a finite eps (the denoiser's) and g (the classifier's, |g| = ` +
+          `${
+            Math.abs(g[outAt]).toPrecision(3)
+          }): it exceeds float32; lower --scale or add --clip-grad`,
+        "the guidance arithmetic",
+        out[outAt],
+        outAt,
+      );
+    }
     cfg.onStep?.({
       stepIndex: ctx.stepIndex,
       t,

@@ -9,6 +9,10 @@
 import * as ort from "npm:onnxruntime-node@1.30.0";
 import { createHash } from "node:crypto";
 import { decodeModel } from "../onnx/proto.ts";
+import { NonFiniteError } from "../errors.ts";
+
+/** An ONNX Runtime inference session (onnxruntime-node's `InferenceSession`). */
+export type InferenceSession = ort.InferenceSession;
 
 /** Which execution provider to use. `auto` tries CUDA, then CPU (reported, never silent). */
 export type ProviderChoice = "auto" | "cpu" | "cuda";
@@ -30,6 +34,11 @@ export interface LoadOptions {
    * into the next UNet run and take the cores from it (bench/NOTES.md, "Side-by-side").
    */
   allowSpinning?: boolean;
+  /**
+   * What to call the model in errors when it is given as bytes: its path or manifest id (default
+   * "<bytes>"). A path given as `src` names itself.
+   */
+  source?: string;
 }
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
@@ -45,7 +54,7 @@ export interface IOInfo {
 /** A loaded model: the ORT session plus what the toolkit needs to know about it. */
 export interface OnnxModel {
   /** The underlying ONNX Runtime inference session. */
-  session: ort.InferenceSession;
+  session: InferenceSession;
   /** The model's inputs, in declaration order. */
   inputs: IOInfo[];
   /** The model's outputs, in declaration order. */
@@ -54,7 +63,7 @@ export interface OnnxModel {
   provider: "cpu" | "cuda";
   /** Why CUDA was not used, when `provider` was "auto" and CPU ran. */
   providerNote?: string;
-  /** Path, or "<bytes>". */
+  /** Path or manifest id (`LoadOptions.source`), or "<bytes>". */
   source: string;
   /** Hex sha256 of the model bytes. */
   sha256: string;
@@ -93,7 +102,7 @@ export async function loadOnnx(
   src: string | Uint8Array,
   opts: LoadOptions = {},
 ): Promise<OnnxModel> {
-  const source = typeof src === "string" ? src : "<bytes>";
+  const source = typeof src === "string" ? src : opts.source ?? "<bytes>";
   const bytes = typeof src === "string" ? await readModelFile(src) : src;
   // Validate it is ONNX before handing it to ORT (whose errors are cryptic for non-ONNX bytes).
   decodeModelHeader(bytes, source);
@@ -249,12 +258,15 @@ export async function runOnnx(model: OnnxModel, feeds: Record<string, Feed>): Pr
   return out;
 }
 
-/** Throws naming the first NaN/Inf position. */
+/** Throws a {@link NonFiniteError} naming the first NaN/Inf position and `what` produced it. */
 export function assertFinite(data: Float32Array, what: string): void {
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
-      throw new Error(
+      throw new NonFiniteError(
         `${what} holds ${data[i]} at flat index ${i}; the model or its input diverged`,
+        what,
+        data[i],
+        i,
       );
     }
   }
