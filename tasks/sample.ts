@@ -61,10 +61,14 @@ export const SAMPLE_USAGE = `deno task sample [flags]
   --model <id|path>     denoiser (manifest id or .onnx; default: the manifest's default denoiser)
   --n <int>             number of images (default 16; or the number of --seeds)
   --seeds <list>        per-image seeds, e.g. 0-15 or 0-3,10 (default 0..n-1)
-  --sampler ddim|ddpm   (default ddim; ddpm runs all T steps)
-  --steps <int>         DDIM steps (default 100: t = 990, 980, ..., 0)
+  --sampler ddim|ddpm|dpmpp-2m|unipc|heun   (default ddim; ddpm runs all T steps; dpmpp-2m =
+                        DPM-Solver++(2M), unipc = UniPC-2 bh2, heun = Karras et al. Heun: fast
+                        deterministic ODE solvers, one network call per step, Heun 2 per step - 1)
+  --steps <int>         grid steps (default 100 for ddim: t = 990, 980, ..., 0; 20 for dpmpp-2m
+                        and unipc; 10 for heun = 19 network calls)
   --eta <num>           DDIM eta (default 0)
-  --spacing leading|trailing|linspace   DDIM grid (default leading)
+  --spacing leading|trailing|linspace|linspace-open|karras   grid (default leading; dpmpp-2m and
+                        unipc: linspace-open = diffusers' 999, 949, ..., 50; heun: karras)
   --variance fixed_small|fixed_large    DDPM variance (default fixed_small)
   --clip true|false     clip x0_hat to [-1,1] (default: the model's clip_sample, else true)
   --batch <int>         images per model call (default 16; results do not depend on it)

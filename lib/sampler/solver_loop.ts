@@ -9,6 +9,7 @@ import { abarAt, type NoiseSchedule } from "../schedule.ts";
 import { stepPairs } from "../timesteps.ts";
 import { type FloatArray, x0FromEps } from "./data_prediction.ts";
 import { dpmpp2mOrder, dpmpp2mStep } from "./dpmpp_2m.ts";
+import { checkedDenoise, checkUpdate } from "./finite.ts";
 import { heunCorrect, heunEuler } from "./heun.ts";
 import type { DenoiseContext, Denoiser, SampleHooks, SamplerKind } from "./loop.ts";
 import { unipcCorrect, type UnipcHistory, unipcOrder, unipcPredict } from "./unipc.ts";
@@ -64,15 +65,23 @@ export async function solveBatch(
   let call = 0;
   const abar = b.abarOf ?? ((t: number) => abarAt(b.schedule, t));
   /** x0_hat(x, t) from one denoiser call. */
+  const ctxOf = (): DenoiseContext => ({ ...b.ctx, stepIndex: call, steps: calls });
   const predict = async (x: FloatArray, t: number): Promise<FloatArray> => {
-    const eps = await denoiser(x as Float32Array, t, { ...b.ctx, stepIndex: call++, steps: calls });
+    const eps = await checkedDenoise(denoiser, x as Float32Array, t, ctxOf()); // NaN/Inf named
+    call++;
     if (eps.length !== x.length) {
       throw new Error(`denoiser returned ${eps.length} values for ${x.length} at t = ${t}`);
     }
     return x0FromEps(x, eps, abar(t), b.clip);
   };
-  const report = (i: number, x: FloatArray, x0: FloatArray) =>
-    hooks.onStep?.({
+  const report = (i: number, x: FloatArray, x0: FloatArray) => {
+    // the last call made is the one this update used
+    checkUpdate(x as Float32Array, b.kind, pairs[i][0], {
+      ...b.ctx,
+      stepIndex: call - 1,
+      steps: calls,
+    });
+    return hooks.onStep?.({
       stepIndex: i,
       steps,
       t: pairs[i][0],
@@ -82,6 +91,7 @@ export async function solveBatch(
       items: b.ctx.items,
       seeds: b.ctx.seeds,
     });
+  };
   let x: FloatArray = xT;
   switch (b.kind) {
     case "dpmpp-2m": {
