@@ -38,8 +38,10 @@ export interface ManifestEntry {
   source: string;
   /** Free-text description. */
   description?: string;
-  /** Class names, for classifiers. */
+  /** Class names, for classifiers (one per logit, in order; lib/labels.ts). */
   classes?: string[];
+  /** The label set a classifier was trained on; "cifar10" gives a 10-class model CIFAR-10's names. */
+  dataset?: string;
   /** Class-wise energy statistics (energy-stats JSON, relative to the weights folder), for `dual`. */
   stats?: string;
   /** Random-weight models for tests and benchmarks only. */
