@@ -5,15 +5,20 @@
  * @module
  */
 import { getAttr, type GraphBuilder, nodeLabel } from "../onnx/builder.ts";
+import { inferAll } from "../autodiff/shape_fold.ts";
+import type { NodeProto } from "../onnx/proto.ts";
 import { reachableFrom } from "./_graph.ts";
 
-/** One rewritten Reshape: the node and its shape constant before and after. */
+/**
+ * One rewritten node: a Reshape and its shape constant before and after, or a Concat input of
+ * batch 1 (a class token) expanded to the batch: `from` its shape, `to` the same with -1 (N).
+ */
 export interface BatchRewrite {
-  /** Name of the Reshape node (or its output when unnamed). */
+  /** Name of the Reshape or Concat node (or its output when unnamed). */
   node: string;
-  /** The shape constant as exported, e.g. [1, -1]. */
+  /** The shape constant as exported, e.g. [1, -1]; for a Concat input, its shape [1, 1, D]. */
   from: number[];
-  /** The shape constant in the head, e.g. [0, -1]. */
+  /** The shape constant in the head, e.g. [0, -1]; for a Concat input, [-1, 1, D]. */
   to: number[];
 }
 
@@ -24,6 +29,9 @@ export interface BatchRewrite {
  * - a Reshape on the path whose constant shape starts with 1 gets -1 there when no other entry
  *   is -1 (the batch is inferred), else 0 ("copy dimension 0 of the data", the batch);
  * - a Flatten with axis 0 on the path (it would merge the batch into one row) is an error;
+ * - a Concat along a non-batch axis of a batch value with a constant of batch 1 (the class token
+ *   of a ViT exported at batch 1: `cls.expand(1, -1, -1)`) gets the constant expanded to the
+ *   batch, Expand(c, [Shape(batch value)[0], c's other sizes]);
  * - shape hints (`value_info`) of values on the path are dropped, since they state batch 1.
  *
  * Shape constants are copied before rewriting, so weights that share them are left alone.
@@ -63,7 +71,47 @@ export function makeBatchDynamic(b: GraphBuilder, input: string): BatchRewrite[]
     rewrites.push({ node: node.name ?? node.output[0], from, to });
     dropIfUnused(b, shapeName);
   }
+  rewrites.push(...expandConcatConstants(b, onPath));
   graph.value_info = (graph.value_info ?? []).filter((v) => !onPath.has(v.name));
+  return rewrites;
+}
+
+/** The Concat rewrite of {@link makeBatchDynamic}: batch-1 constants expanded to the batch. */
+function expandConcatConstants(b: GraphBuilder, onPath: Set<string>): BatchRewrite[] {
+  const g = b.graph;
+  const concats = g.node.filter((n) =>
+    n.op_type === "Concat" && (!n.domain || n.domain === "ai.onnx") &&
+    n.input.some((v) => onPath.has(v)) && n.input.some((v) => v && !onPath.has(v))
+  );
+  if (concats.length === 0) return [];
+  const known = inferAll(b);
+  const rewrites: BatchRewrite[] = [];
+  for (const node of concats) {
+    const batchValue = node.input.find((v) => onPath.has(v))!;
+    const rank = known.get(batchValue)?.shape?.length;
+    if (rank === undefined) continue;
+    const axisRaw = Number(getAttr(node, "axis", 0));
+    if ((axisRaw < 0 ? axisRaw + rank : axisRaw) === 0) continue; // along the batch itself
+    node.input.forEach((v, i) => {
+      const shape = v && !onPath.has(v) ? known.get(v)?.shape : undefined;
+      if (!shape || shape.length !== rank || shape[0] !== 1) return;
+      if (!shape.every((d) => typeof d === "number")) return;
+      const rest = (shape as number[]).slice(1);
+      const first = g.node.length;
+      const n = b.node("Gather", [b.node("Shape", [batchValue]), b.i64("batch_index", [0])], {
+        axis: 0,
+      });
+      const target = b.node("Concat", [n, b.i64(`${v}_batch_shape`, rest)], { axis: 0 });
+      node.input[i] = b.node("Expand", [v, target]);
+      const added: NodeProto[] = g.node.splice(first);
+      g.node.splice(g.node.indexOf(node), 0, ...added);
+      rewrites.push({
+        node: node.name ?? node.output[0],
+        from: shape as number[],
+        to: [-1, ...rest],
+      });
+    });
+  }
   return rewrites;
 }
 

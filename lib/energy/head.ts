@@ -36,6 +36,8 @@ import {
 import { sha256Hex } from "../runtime/session.ts";
 import { realInputs, renameValue, valueNames } from "./_graph.ts";
 import { type BatchRewrite, makeBatchDynamic } from "./dynamic_batch.ts";
+import { type LogitsTrace, traceLogits } from "./logits.ts";
+import { widenToFloat32 } from "./precision.ts";
 import type { InputConventions } from "./conventions.ts";
 import { appendBilinearResize, planResize, type ResizeOptions, type ResizeSpec } from "./resize.ts";
 
@@ -93,6 +95,15 @@ export interface HeadInfo {
   batchRewrites: BatchRewrite[];
   /** The bilinear resize from `inputShape`'s H, W to the classifier's (lib/energy/resize.ts), or null. */
   resize: ResizeSpec | null;
+  /**
+   * What the classifier's chosen output holds: its logits, or probabilities (a final Softmax
+   * or LogSoftmax) whose input the head took as the logits (lib/energy/logits.ts).
+   */
+  outputKind: LogitsTrace["kind"];
+  /** Reduced-precision types the classifier used ("float16", "bfloat16"); the head runs float32. */
+  widenedFrom: string[];
+  /** What the head did that the user should know (one sentence each), for printing. */
+  notes: string[];
 }
 
 /** A compiled head: the model value and its {@link HeadInfo}. */
@@ -126,6 +137,14 @@ export function buildEnergyHead(
   // Decoding our own encoding doubles as a deep copy: the caller's model is never edited.
   const model = decodeModel(bytes, source);
   const g = model.graph;
+  const notes: string[] = [];
+  const widenedFrom = widenToFloat32(g);
+  if (widenedFrom.length > 0) {
+    notes.push(
+      `the classifier computes in ${widenedFrom.join(" and ")}; the head computes in float32 ` +
+        `(weights widened exactly; lib/energy/precision.ts gives the tolerance)`,
+    );
+  }
   const layout = opts.layout ?? "nchw";
   const range = opts.range ?? "01";
   if (layout !== "nchw" && layout !== "nhwc") {
@@ -168,7 +187,13 @@ export function buildEnergyHead(
     taken.add(alt);
   }
   const clsIn = g.input[0].name;
-  const clsOut = logitsInfo.info.name;
+  const probe = GraphBuilder.fromModel(model);
+  const trace = traceLogits(g, logitsInfo.info.name, probe.opset, (name) => {
+    const c = probe.constantValue(name);
+    return c ? [...c.values] : undefined;
+  }, source);
+  if (trace.note) notes.push(trace.note);
+  const clsOut = trace.logits;
   // Removing weights from the inputs needs IR >= 4 (earlier IRs required them listed).
   if ((model.ir_version ?? 0) < 4) model.ir_version = 4;
 
@@ -220,6 +245,9 @@ export function buildEnergyHead(
     gradient,
     batchRewrites,
     resize,
+    outputKind: trace.kind,
+    widenedFrom,
+    notes,
   };
   writeHeadInfo(b, info, clsIn, clsOut);
   return { model, info };
@@ -452,6 +480,9 @@ function writeHeadInfo(b: GraphBuilder, info: HeadInfo, clsIn: string, clsOut: s
   b.setMetadata(`${p}batch_rewrites`, JSON.stringify(info.batchRewrites));
   b.setMetadata(`${p}resize`, JSON.stringify(info.resize));
   b.setMetadata(`${p}classifier_io`, JSON.stringify({ input: clsIn, output: clsOut }));
+  b.setMetadata(`${p}output_kind`, info.outputKind);
+  b.setMetadata(`${p}widened_from`, JSON.stringify(info.widenedFrom));
+  b.setMetadata(`${p}notes`, JSON.stringify(info.notes));
   b.setMetadata(
     `${p}objective`,
     "grad = d/dx sum_n a E(x,y) + b E(x) + c |e_star - E(x)|, coef = (a,b,c), sign(0) = 0; " +
@@ -483,6 +514,9 @@ export function readHeadInfo(model: ModelProto): HeadInfo | undefined {
     gradient: get("gradient") === "true",
     batchRewrites: JSON.parse(get("batch_rewrites") ?? "[]"),
     resize: JSON.parse(get("resize") ?? "null"),
+    outputKind: (get("output_kind") ?? "logits") as HeadInfo["outputKind"],
+    widenedFrom: JSON.parse(get("widened_from") ?? "[]"),
+    notes: JSON.parse(get("notes") ?? "[]"),
   };
 }
 
