@@ -21,6 +21,12 @@ classifiers too): the manifest entry records the checkpoint's own mean/std as in
 is left out as well (same outputs for x01 in [0, 1]; outside it the clamp would zero the
 gradient that guidance needs).
 
+ImageNet checkpoints (robustness/imagenet_models, e.g. imagenet_l2_3_0.pt, the L2 eps 3.0 robust
+ResNet-50 of ImageNet guidance work): the torchvision-layout ResNets (resnet18/34/50/101/152,
+wide_resnet50_2/101_2), detected from the 7x7 stem and `fc`; definitions in
+_robustness_imagenet_models.py. Pass --image-size 224 (their training size) or the size the
+classifier should see (any: the pooling is adaptive), and --no-cifar10-classes.
+
 Architectures (detected from the state_dict keys, or forced with --arch, library names):
   resnet18, resnet34, resnet50, resnet101, resnet152, resnet18wide (and any other width: the
   width multiplier is read from conv1), vgg11/13/16/19, densenet121/161/169/201, densenet_cifar,
@@ -47,6 +53,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _robustness_cifar_models as rcm  # noqa: E402
+import _robustness_imagenet_models as rim  # noqa: E402
 from _conversion_common import (  # noqa: E402
     ConversionError,
     add_entry_flags,
@@ -106,6 +113,16 @@ def _count(sd: dict, pattern: str) -> int:
 
 def detect_arch(sd: dict) -> tuple[str, nn.Module, int]:
     """(description, model, num_classes) for a classifier state_dict with library key names."""
+    if "fc.weight" in sd and "conv1.weight" in sd and sd["conv1.weight"].shape[-1] == 7:
+        # robustness/imagenet_models: torchvision-layout ResNet (7x7 stem, maxpool, fc)
+        k = sd["fc.weight"].shape[0]
+        block = "bottleneck" if "layer1.0.conv3.weight" in sd else "basic"
+        blocks = tuple(_count(sd, rf"layer{i}\.(\d+)\.conv1\.weight") for i in range(1, 5))
+        width = sd["layer1.0.conv1.weight"].shape[0] if block == "bottleneck" else 64
+        name = rim.IMAGENET_RESNETS.get((block, blocks, width))
+        model = rim.ResNet(rim.Bottleneck if block == "bottleneck" else rim.BasicBlock, list(blocks),
+                           num_classes=k, width_per_group=width)
+        return f"imagenet_{name}" if name else f"ImageNet ResNet({block}, {list(blocks)}, width {width})", model, k
     if "linear.weight" in sd and "layer1.0.conv1.weight" in sd:
         k = sd["linear.weight"].shape[0]
         block = "bottleneck" if "layer1.0.conv3.weight" in sd else "basic"
@@ -255,7 +272,7 @@ def convert(args) -> dict:
             + (f", epoch {epoch}" if epoch is not None else "") + ") via weights/recipes/export_robustness_resnet.py"
         ),
         "description": args.description or (
-            f"robustness-library CIFAR {arch} ({n_params:,} params); ONNX = logits of the model without its "
+            f"robustness-library {'ImageNet' if arch.startswith('ImageNet') or arch.startswith('imagenet') else 'CIFAR'} {arch} ({n_params:,} params); ONNX = logits of the model without its "
             "InputNormalize (clamp to [0,1], then (x - mean)/std with the checkpoint's mean/std recorded here)"
             + (f"; checkpoint: {extra}" if extra else "")
         ),
