@@ -3,7 +3,7 @@
 // models given by path (tiny random ADM UNet with a learned variance, mixture classifier).
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import * as ort from "npm:onnxruntime-node@1.30.0";
+import * as ort from "onnxruntime-node";
 import { decodePng } from "../lib/io/png.ts";
 import { buildMixtureClassifier, gaussianMixture } from "../lib/models/mixture.ts";
 import { inspectDenoiser, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";

@@ -18,7 +18,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import * as ort from "npm:onnxruntime-node@1.30.0";
+import * as ort from "onnxruntime-node";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import { directionFromFlags } from "../lib/guidance/directions.ts";
 import { guided } from "../lib/guidance/guided.ts";
