@@ -55,6 +55,10 @@ export async function loadClassifierRef(
     batch?: number;
     /** The flag that named the model, for errors (default --classifier). */
     flag?: string;
+    /** [h, w] of the run's images, [H, W] to resize them to (--input-size), who makes them. */
+    imageSize?: readonly [number, number];
+    inputSize?: readonly [number, number];
+    imagesFrom?: string;
   } = {},
 ): Promise<{ classifier: EnergyClassifier; resolved: ResolvedModel }> {
   const resolved = await resolveModel(ref, { kind: ["classifier", "energy-head"], base });
@@ -71,11 +75,18 @@ export async function loadClassifierRef(
     provider: opts.provider,
     intraOpThreads: opts.threads,
     batch: opts.batch,
+    imageSize: opts.imageSize,
+    inputSize: opts.inputSize,
+    imagesFrom: opts.imagesFrom,
     // the head runs between denoiser calls: idle spinning workers would slow the next one down
     allowSpinning: false,
   }).catch((err) => {
     // loadEnergyClassifier is given bytes: name the file instead
     (err as Error).message = (err as Error).message.replaceAll("<bytes>", label);
+    // images of another size than the classifier's (lib/energy/resize.ts): bad flags, exit 2
+    if (/ images but |--input-size/.test((err as Error).message)) {
+      throw new UsageError(`${opts.flag ?? "--classifier"} ${(err as Error).message}`);
+    }
     throw err;
   });
   classifier.model.source = label; // NaN/Inf reports of its outputs name the file

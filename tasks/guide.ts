@@ -8,7 +8,6 @@
  * <out>/run.json (with the evaluator's target accuracy: the manifest's evaluator by default).
  * @module
  */
-import { CIFAR10_CLASSES } from "../lib/data/cifar10.ts";
 import { type Accumulate, directionFromFlags } from "../lib/guidance/directions.ts";
 import { type GuidanceStepInfo, guided } from "../lib/guidance/guided.ts";
 import { formatStrength, parseStrength, type StrengthSchedule } from "../lib/guidance/strength.ts";
@@ -22,6 +21,8 @@ import { scheduleFromSpec } from "../lib/schedule.ts";
 import { defaultModel, loadManifest, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
 import { formatSeeds, parseShard } from "../lib/shard.ts";
+import { parseInputSize } from "../lib/energy/resize.ts";
+import { parseClassArg, readLabelsFile, resolveClassNames } from "../lib/labels.ts";
 import {
   batchWriter,
   planRun,
@@ -43,10 +44,23 @@ import {
 import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
 import { checkModelFile, checkRunModels, classifierInputRecord, modelLabel } from "./_preflight.ts";
 import { readEnergyStats } from "./energy_stats.ts";
+import {
+  METHOD_FLAGS,
+  METHOD_USAGE,
+  methodDenoiser,
+  methodFromFlags,
+  methodsHelp,
+} from "./_methods.ts";
+import {
+  countingDenoiser,
+  countingSource,
+  newCallCounts,
+} from "../lib/guidance/methods/counting.ts";
 import { DEFAULT_SCHEDULE } from "./sample.ts";
 
 const FLAGS = {
   ...SAMPLER_FLAGS,
+  ...METHOD_FLAGS,
   model: { type: "string" },
   classifier: { type: "string" },
   class: { type: "string" },
@@ -72,6 +86,9 @@ const FLAGS = {
   std: { type: "string" },
   range: { type: "string" },
   layout: { type: "string" },
+  "input-size": { type: "string" },
+  "evaluator-input-size": { type: "string" },
+  labels: { type: "string" },
   provider: { type: "string" },
   threads: { type: "string" },
   weights: { type: "string" },
@@ -85,6 +102,7 @@ export const GUIDE_USAGE = `deno task guide [flags]
   --class <name|index|all> requested class (default all: one row of the grid per class)
   --direction logp|joint|dual|pgd   guidance direction (default joint, §4.6)
   --scale <s>              strength s (default 10)
+${METHOD_USAGE}
   --schedule <spec>        w(t): sqrt | power:p | sigmoid:y0,t0,k | two-phase:s1,s2[,switch] | linear | constant
   --activation <f>         guidance off for the first fraction f of the steps (default 0; §4.3)
   --lambda <l> --stats <energy-stats.json>   dual guidance (§4.8; default lambda 0.15)
@@ -103,31 +121,21 @@ export const GUIDE_USAGE = `deno task guide [flags]
   --out <dir> --batch <n> --provider auto|cpu|cuda --threads <n> --weights <dir|url>
   --shard i/n              make every n-th image from the i-th; a rerun resumes; then: deno task merge
   --mean r,g,b --std r,g,b --range 01|pm1 --layout nchw|nhwc   conventions of a raw classifier path
+  --input-size H[,W]       feed the classifier HxW images: a bilinear resize (align_corners=False,
+                           no antialias) of the denoiser's images inside the energy head; without it
+                           a classifier of another size than the denoiser's images is refused
+  --evaluator-input-size H[,W]   the same for the evaluator
+  --labels <file>          class names, one per line (K lines; default: the manifest's, else class<i>)
   --scheduler-config <file>  diffusers scheduler_config.json for a denoiser given by path
 ${DENOISER_FLAGS_USAGE}`;
 
-/** Parses --class into class indices. */
+/** Parses --class into class indices: `all`, indices and names (lib/labels.ts). */
 export function parseClasses(raw: string | undefined, names: readonly string[]): number[] {
-  if (raw === undefined || raw === "all") return names.map((_, i) => i);
-  return raw.split(",").map((part) => {
-    const p = part.trim();
-    if (/^\d+$/.test(p)) {
-      const k = Number(p);
-      if (k >= names.length) {
-        throw new UsageError(
-          `--class ${p} is out of range: indices are 0..${names.length - 1} (${names.join(", ")})`,
-        );
-      }
-      return k;
-    }
-    const k = names.indexOf(p.toLowerCase());
-    if (k < 0) {
-      throw new UsageError(
-        `--class '${p}' is not a class name; use one of ${names.join(", ")}, an index, or all`,
-      );
-    }
-    return k;
-  });
+  try {
+    return parseClassArg(raw, names);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
 }
 
 function parseAccumulate(raw: string | undefined): Accumulate | undefined {
@@ -143,7 +151,9 @@ function parseAccumulate(raw: string | undefined): Accumulate | undefined {
 export async function guideTask(args: string[]): Promise<void> {
   const f = parseFlags("guide", args, FLAGS);
   if (f.help) {
-    console.log(GUIDE_USAGE);
+    console.log(
+      `${GUIDE_USAGE}\nMethods (--method) and their parameters (--method-params):\n${methodsHelp()}`,
+    );
     return;
   }
   const base = weightsBaseFrom(f.weights);
@@ -157,6 +167,8 @@ export async function guideTask(args: string[]): Promise<void> {
     activation: numberFlag("activation", f.activation, 0, { min: 0, max: 1 }),
   };
   const scale = scaleFlag(f.scale, 10);
+  const method = methodFromFlags(f); // issue 15: thesis (default) or a rival method
+  const rival = method.def.name !== "thesis";
   let seeds: number[];
   try {
     seeds = parseSeeds(f.seeds ?? "0-7");
@@ -184,6 +196,18 @@ export async function guideTask(args: string[]): Promise<void> {
   );
   const schedule = scheduleFromSpec(spec);
   const imageSize = parseImageSize(f["image-size"]);
+  const [inputSize, evaluatorInputSize] = (["input-size", "evaluator-input-size"] as const).map(
+    (flag) => {
+      try {
+        return f[flag] === undefined ? undefined : parseInputSize(f[flag], `--${flag}`);
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    },
+  );
+  const labelsFile = await readLabelsFile(f.labels).catch((e) => {
+    throw new UsageError((e as Error).message);
+  });
   // the image shape comes from the denoiser's graph; its output and timestep input are checked
   checkModelFile(resolved, "--model");
   const model = await loadOnnx(resolved.bytes, {
@@ -200,12 +224,26 @@ export async function guideTask(args: string[]): Promise<void> {
   });
   setup.notes.forEach((n) => console.error(`note: ${n}`));
   const { c, h, w } = setup.shape;
+  const imagesFrom = `the denoiser ${modelLabel(resolved)}`;
   const { classifier, resolved: clfResolved } = await loadClassifierRef(clfRef, base, {
     conventions: conventionsFromFlags(f),
     provider,
     threads,
+    imageSize: [h, w],
+    inputSize,
+    imagesFrom,
   });
-  const names = resolvedClassNames(clfResolved.entry?.classes, classifier.numClasses);
+  let names: string[];
+  try {
+    names = resolveClassNames(classifier.numClasses, {
+      labelsFile,
+      classes: clfResolved.entry?.classes,
+      dataset: clfResolved.entry?.dataset,
+      model: modelLabel(clfResolved),
+    }).names;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const classes = parseClasses(f.class, names);
   const kind = f.direction ?? "joint";
   let eStar: number[] | undefined;
@@ -240,7 +278,14 @@ export async function guideTask(args: string[]): Promise<void> {
     : f.evaluator ?? (manifestEvaluator !== clfRef ? manifestEvaluator : undefined);
   const evaluatorLoaded = evaluatorRef === undefined
     ? undefined
-    : await loadClassifierRef(evaluatorRef, base, { provider, threads, flag: "--evaluator" });
+    : await loadClassifierRef(evaluatorRef, base, {
+      provider,
+      threads,
+      flag: "--evaluator",
+      imageSize: [h, w],
+      inputSize: evaluatorInputSize,
+      imagesFrom,
+    });
   const evaluator = evaluatorLoaded?.classifier;
   if (evaluator && evaluator.numClasses !== classifier.numClasses) {
     throw new UsageError(
@@ -302,6 +347,7 @@ export async function guideTask(args: string[]): Promise<void> {
     point,
     form,
     clipGradNorm,
+    ...(rival ? { method: method.def.name, methodParams: method.params } : {}),
     ...samplerRecord(config, spec),
   };
   const classifierInput = classifierInputRecord(classifier.info);
@@ -318,20 +364,36 @@ export async function guideTask(args: string[]): Promise<void> {
   const plan = await planRun(out, identity, items, shard, { c, h, w });
   const todoLabels = plan.todo.map((p) => labels[p]);
   const gradNormSum = { sum: 0, count: 0 };
-  const den = guided(onnxDenoiser(model, config.batchSize, setup), {
-    classifier,
-    direction,
-    accumulate,
-    scale,
-    strength,
-    labels: todoLabels,
-    point,
-    form,
-    clipGradNorm,
-    onStep: (info: GuidanceStepInfo) => {
-      info.gradNorm.forEach((g) => (gradNormSum.sum += g, gradNormSum.count++));
-    },
-  });
+  const calls = newCallCounts();
+  const unguided = countingDenoiser(onnxDenoiser(model, config.batchSize, setup), calls);
+  const den = rival
+    ? await methodDenoiser({
+      method,
+      denoiser: unguided,
+      denoiserBytes: resolved.bytes,
+      setup,
+      classifier,
+      config,
+      labels: todoLabels,
+      noiseAwareRef: f["noise-aware"],
+      base,
+      provider,
+      counts: calls,
+    })
+    : guided(unguided, {
+      classifier: countingSource(classifier, calls),
+      direction,
+      accumulate,
+      scale,
+      strength,
+      labels: todoLabels,
+      point,
+      form,
+      clipGradNorm,
+      onStep: (info: GuidanceStepInfo) => {
+        info.gradNorm.forEach((g) => (gradNormSum.sum += g, gradNormSum.count++));
+      },
+    });
   const shardText = shard.count > 1 ? ` (shard ${shard.index}/${shard.count})` : "";
   console.error(
     `guide: ${plan.todo.length} of ${plan.mine.length} images to make${shardText} ` +
@@ -481,6 +543,10 @@ export async function guideTask(args: string[]): Promise<void> {
     sampledNow: plan.todo.length,
     alreadyDone: plan.mine.length - plan.todo.length,
     imagesPerSecond: plan.todo.length / Math.max(seconds, 1e-9),
+    // network calls per image made now (issue 15: each method's cost)
+    callsPerImage: plan.todo.length
+      ? Object.fromEntries(Object.entries(calls).map(([k, v]) => [k, v / plan.todo.length]))
+      : undefined,
   };
   await writeJsonAtomic(`${out}/run.json`, result);
   const acc = evaluation
@@ -494,12 +560,6 @@ export async function guideTask(args: string[]): Promise<void> {
         (result.results.guideAccuracy * 100).toFixed(1)
       }% to the requested class${acc}`,
   );
-}
-
-function resolvedClassNames(names: string[] | undefined, k: number): string[] {
-  if (names && names.length === k) return names;
-  if (k === CIFAR10_CLASSES.length) return [...CIFAR10_CLASSES];
-  return Array.from({ length: k }, (_, i) => `class${i}`);
 }
 
 /** The evaluator part of a previous run.json, when it has one. */

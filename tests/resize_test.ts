@@ -114,7 +114,7 @@ Deno.test("resize: a classifier of another size is refused without --input-size,
   const bytes = await Deno.readFile(zoo64);
   assert.throws(
     () => buildEnergyHead(bytes, { source: "c64.onnx", imageSize: [32, 32] }),
-    /c64\.onnx \(input 'input'\) takes 64x64 images but the images are 32x32; pass --input-size 64x64/,
+    /c64\.onnx \(input 'input'\) takes 64x64 images but the images are 32x32 images; pass --input-size 64 to/,
   );
   assert.throws(
     () => buildEnergyHead(bytes, { source: "c64.onnx", imageSize: [32, 32], inputSize: [96, 96] }),
@@ -151,6 +151,6 @@ Deno.test("resize: a compiled head keeps its resize; images of another size are 
   }
   await assert.rejects(
     () => loadEnergyClassifier(head, { provider: "cpu", imageSize: [48, 48] }),
-    /energy head for 32x32 images but the images are 48x48/,
+    /energy head for 32x32 images but the images are 48x48 images/,
   );
 });

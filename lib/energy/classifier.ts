@@ -6,6 +6,8 @@
  * @module
  */
 import { decodeModel, encodeModel } from "../onnx/proto.ts";
+import { RandomStream } from "../random.ts";
+import { probabilityProblem } from "./check.ts";
 import {
   type Feed,
   loadOnnx,
@@ -81,6 +83,14 @@ export interface LoadEnergyClassifierOptions {
   imageSize?: readonly [number, number];
   /** [H, W] to feed a raw classifier (--input-size): the resize target; fixes symbolic H, W. */
   inputSize?: readonly [number, number];
+  /**
+   * Receives what compiling a raw classifier did that the user should know (HeadInfo.notes:
+   * logits read from before a final softmax, float16 widened to float32). Default: printed on
+   * stderr, prefixed with the source.
+   */
+  onNote?: (note: string) => void;
+  /** Who makes the images, for the size errors (e.g. "the denoiser ddpm-cifar10-small"). */
+  imagesFrom?: string;
 }
 
 /** Per-call coefficients: one triple for every image, or n triples flattened ([n, 3]). */
@@ -318,8 +328,9 @@ export async function loadEnergyClassifier(
     const [, h, w] = stored.inputShape;
     if (opts.imageSize && (opts.imageSize[0] !== h || opts.imageSize[1] !== w)) {
       throw new Error(
-        `${source} is an energy head for ${h}x${w} images but the images are ` +
-          `${opts.imageSize.join("x")}; compile the head from its classifier with --input-size ` +
+        `${source} is an energy head for ${h}x${w} images but ${
+          opts.imagesFrom ? `${opts.imagesFrom} makes` : "the images are"
+        } ${opts.imageSize.join("x")} images; compile the head from its classifier with --input-size ` +
           `(deno task energy-head), or pass the raw classifier with --input-size`,
       );
     }
@@ -338,9 +349,12 @@ export async function loadEnergyClassifier(
       source,
       imageSize: opts.imageSize,
       inputSize: opts.inputSize,
+      imagesFrom: opts.imagesFrom,
     });
     info = built.info;
     headBytes = encodeModel(built.model);
+    const say = opts.onNote ?? ((note: string) => console.error(`${source}: ${note}`));
+    for (const note of info.notes) say(note);
   }
   const model = await loadOnnx(headBytes, {
     provider: opts.provider,
@@ -348,7 +362,33 @@ export async function loadEnergyClassifier(
     allowSpinning: opts.allowSpinning ?? false,
   });
   model.source = source;
-  return new EnergyClassifier(model, info, opts.batch ?? 64);
+  const clf = new EnergyClassifier(model, info, opts.batch ?? 64);
+  if (!stored && info.outputKind === "logits") await refuseProbabilities(clf, source, opts.output);
+  return clf;
+}
+
+/**
+ * A raw classifier whose output could not be traced back to logits but holds probabilities
+ * on test images (lib/energy/check.ts probabilityProblem) is refused: its energies would be
+ * meaningless. Two random images, one forward pass.
+ */
+async function refuseProbabilities(
+  clf: EnergyClassifier,
+  source: string,
+  output: string | undefined,
+): Promise<void> {
+  const rng = new RandomStream(7);
+  const x = new Float32Array(2 * clf.imageSize).map(() => rng.uniform());
+  const problem = probabilityProblem((await clf.forward(x, 2, [0, 0])).logits, 2);
+  if (!problem) return;
+  await clf.release();
+  throw new Error(
+    `${source}: the output ${output ? `'${output}' ` : ""}holds probabilities, not logits ` +
+      `(${problem} on two random images), and no final Softmax/LogSoftmax could be traced back ` +
+      `to the logits in the graph; the energies E(x,y) = -f_y and E(x) = -logsumexp f need the ` +
+      `logits: pass the logits output (--output NAME) or export the classifier without its ` +
+      `final softmax`,
+  );
 }
 
 function assertSameConventions(info: HeadInfo, conv: InputConventions, source: string): void {

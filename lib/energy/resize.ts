@@ -133,6 +133,8 @@ export interface ResizeOptions {
   imageSize?: readonly [number, number];
   /** [H, W] to feed the classifier (--input-size); needed to resize, or when its graph leaves H, W open. */
   inputSize?: readonly [number, number];
+  /** Who makes the images, for errors (e.g. "the denoiser ddpm-cifar10-small"). */
+  imagesFrom?: string;
 }
 
 /**
@@ -149,6 +151,7 @@ export function planResize(
   what: string,
 ): ResizeSpec | null {
   const fmt = (s: readonly (number | string | undefined)[]) => s.join("x");
+  const flag = (s: readonly unknown[]) => s[0] === s[1] ? `${s[0]}` : `${s[0]},${s[1]}`;
   const declared = hw.map((i) => dims[i]?.dim_value ?? dims[i]?.dim_param ?? "?");
   const target = opts.inputSize ?? opts.imageSize;
   if (opts.inputSize) {
@@ -160,7 +163,7 @@ export function planResize(
         throw new Error(
           `${what} takes ${fmt(declared)} images but --input-size is ${fmt(opts.inputSize!)}; ` +
             `give --input-size ${
-              fmt(declared)
+              flag(declared)
             } (or leave it out when the images are already that size)`,
         );
       }
@@ -180,8 +183,10 @@ export function planResize(
   if (size[0] === opts.imageSize[0] && size[1] === opts.imageSize[1]) return null;
   if (!opts.inputSize) {
     throw new Error(
-      `${what} takes ${fmt(size)} images but the images are ${fmt(opts.imageSize)}; pass ` +
-        `--input-size ${fmt(size)} to resize them (bilinear, align_corners=False) inside the ` +
+      `${what} takes ${fmt(size)} images but ${
+        opts.imagesFrom ? `${opts.imagesFrom} makes` : "the images are"
+      } ${fmt(opts.imageSize)} images; pass ` +
+        `--input-size ${flag(size)} to resize them (bilinear, align_corners=False) inside the ` +
         `energy head, or use a classifier of the images' size`,
     );
   }

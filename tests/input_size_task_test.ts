@@ -1,0 +1,96 @@
+// --input-size and --labels on the command line (issue 13 items 5 and 7): a 1000-class 64x64
+// classifier from the zoo guides the 32x32 mixture denoiser through the head's bilinear resize,
+// with class names from a labels file; without --input-size the run is refused before any output
+// folder exists, naming both models and their sizes; a 1000-class --class error lists a few names.
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { decodePng } from "../lib/io/png.ts";
+import { cli, exists } from "./_hardening.ts";
+import { ZOO_DIR } from "./_zoo.ts";
+
+const clf64 = fileURLToPath(new URL("resnet_imagenet64_k1000_dynamo_op18.onnx", ZOO_DIR));
+const IMAGENET = ["--range", "01", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"];
+const FAST = [
+  "--model",
+  "mixture-cifar10",
+  "--seeds",
+  "0-1",
+  "--steps",
+  "2",
+  "--evaluator",
+  "none",
+];
+
+Deno.test("guide: a 64x64 classifier of 1000 classes guides 32x32 images with --input-size and --labels", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "input_size_" });
+  try {
+    // refused before anything runs: both models and both sizes named, no folder made
+    const refused = await cli([
+      "guide",
+      ...FAST,
+      "--classifier",
+      clf64,
+      ...IMAGENET,
+      "--out",
+      `${dir}/a`,
+    ]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /--classifier .*resnet_imagenet64_k1000_dynamo_op18\.onnx \(input 'input'\) takes 64x64 images but the denoiser mixture-cifar10 makes 32x32 images; pass --input-size 64/,
+    );
+    assert.ok(!(await exists(`${dir}/a`)), "an output folder was created");
+
+    const labels = `${dir}/labels.txt`;
+    await Deno.writeTextFile(
+      labels,
+      Array.from({ length: 1000 }, (_, i) => `species ${i}, latin ${i}`).join("\n") + "\n",
+    );
+    const bad = await cli([
+      "guide",
+      ...FAST,
+      "--classifier",
+      clf64,
+      ...IMAGENET,
+      "--input-size",
+      "64",
+      "--labels",
+      labels,
+      "--class",
+      "unicorn",
+      "--out",
+      `${dir}/b`,
+    ]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(
+      bad.stderr,
+      /'unicorn' is not a class name .*species 0, latin 0.*\(1000 classes\)/,
+    );
+    assert.ok(!bad.stderr.includes("species 500,"), "the error lists all 1000 names");
+
+    const out = `${dir}/c`;
+    const ok = await cli([
+      "guide",
+      ...FAST,
+      "--classifier",
+      clf64,
+      ...IMAGENET,
+      "--input-size",
+      "64",
+      "--labels",
+      labels,
+      "--class",
+      "species 7, latin 7",
+      "--out",
+      out,
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const png = decodePng(await Deno.readFile(`${out}/images/species 7, latin 7/1.png`));
+    assert.deepEqual([png.width, png.height], [32, 32]);
+    const run = JSON.parse(await Deno.readTextFile(`${out}/run.json`));
+    assert.deepEqual(run.config.classes, ["species 7, latin 7"]);
+    assert.deepEqual(run.config.shape, [3, 32, 32]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
