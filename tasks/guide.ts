@@ -11,7 +11,7 @@
 import { type Accumulate, directionFromFlags } from "../lib/guidance/directions.ts";
 import { type GuidanceStepInfo, guided } from "../lib/guidance/guided.ts";
 import { formatStrength, parseStrength, type StrengthSchedule } from "../lib/guidance/strength.ts";
-import { inspectDenoiser, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
+import { inspectDenoiser, modelFolder, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { progress } from "../lib/progress.ts";
 import { parseSeeds, RNG_ID } from "../lib/random.ts";
 import { loadOnnx } from "../lib/runtime/session.ts";
@@ -214,6 +214,7 @@ export async function guideTask(args: string[]): Promise<void> {
     provider,
     intraOpThreads: threads,
     source: modelLabel(resolved),
+    externalDataDir: modelFolder(resolved.location),
   });
   const setup = await inspectDenoiser(model, {
     spec,

@@ -14,7 +14,7 @@ import {
   type StepEvent,
 } from "../lib/sampler/loop.ts";
 import { loadOnnx, type ProviderChoice } from "../lib/runtime/session.ts";
-import { inspectDenoiser, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
+import { inspectDenoiser, modelFolder, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { progress } from "../lib/progress.ts";
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
@@ -125,6 +125,7 @@ export async function sampleTask(args: string[]): Promise<void> {
     provider,
     intraOpThreads: threads,
     source: modelLabel(resolved),
+    externalDataDir: modelFolder(resolved.location),
   });
   const setup = await inspectDenoiser(model, {
     spec,

@@ -281,3 +281,14 @@ export function networkDenoiser(
     return c.eps;
   };
 }
+
+/**
+ * The local folder of a model location (a path or file: URL), where ONNX Runtime looks for the
+ * model's external-data files; undefined for remote models.
+ */
+export function modelFolder(location: string): string | undefined {
+  if (location.startsWith("file:")) return new URL(".", location).pathname;
+  if (/^https?:/.test(location)) return undefined;
+  const i = location.lastIndexOf("/");
+  return i < 0 ? "." : location.slice(0, i) || "/";
+}

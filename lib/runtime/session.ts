@@ -8,7 +8,8 @@
 // deno-lint-ignore no-import-prefix
 import * as ort from "npm:onnxruntime-node@1.30.0";
 import { createHash } from "node:crypto";
-import { decodeModel } from "../onnx/proto.ts";
+import { dirname } from "node:path";
+import { decodeModel, type ModelProto } from "../onnx/proto.ts";
 import { NonFiniteError } from "../errors.ts";
 
 /** An ONNX Runtime inference session (onnxruntime-node's `InferenceSession`). */
@@ -39,6 +40,11 @@ export interface LoadOptions {
    * "<bytes>"). A path given as `src` names itself.
    */
   source?: string;
+  /**
+   * Folder of the model's external-data files (an ONNX over 2 GB keeps its weights in files
+   * beside it, e.g. `<name>.onnx.data`). A path given as `src` uses its own folder.
+   */
+  externalDataDir?: string;
 }
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
@@ -105,12 +111,18 @@ export async function loadOnnx(
   const source = typeof src === "string" ? src : opts.source ?? "<bytes>";
   const bytes = typeof src === "string" ? await readModelFile(src) : src;
   // Validate it is ONNX before handing it to ORT (whose errors are cryptic for non-ONNX bytes).
-  decodeModelHeader(bytes, source);
+  const proto = decodeModelHeader(bytes, source);
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: opts.graphOptimizationLevel ?? "all",
     interOpNumThreads: opts.interOpThreads ?? 1,
     executionMode: "sequential",
   };
+  const external = await readExternalData(
+    proto,
+    source,
+    opts.externalDataDir ?? (typeof src === "string" ? dirname(src) : undefined),
+  );
+  if (external.length) base.externalData = external;
   if (opts.intraOpThreads !== undefined) base.intraOpNumThreads = opts.intraOpThreads;
   if (opts.allowSpinning === false) base.extra = { session: { intra_op: { allow_spinning: "0" } } };
   const choice = opts.provider ?? "auto";
@@ -176,9 +188,41 @@ function archName(): string {
   return Deno.build.arch === "x86_64" ? "x64" : "arm64";
 }
 
-function decodeModelHeader(bytes: Uint8Array, source: string): void {
+function decodeModelHeader(bytes: Uint8Array, source: string): ModelProto {
   if (bytes.length === 0) throw new Error(`${source} is empty (0 bytes); it is not an ONNX model`);
-  decodeModel(bytes, source);
+  return decodeModel(bytes, source);
+}
+
+/** The external-data files a model's initializers name, read from `dir`. */
+async function readExternalData(
+  model: ModelProto,
+  source: string,
+  dir: string | undefined,
+): Promise<{ path: string; data: Uint8Array }[]> {
+  const locations = new Set<string>();
+  for (const t of model.graph.initializer ?? []) {
+    const ext = (t as { external_data?: { key: string; value: string }[] }).external_data;
+    const loc = ext?.find((e) => e.key === "location")?.value;
+    if (loc) locations.add(loc);
+  }
+  if (!locations.size) return [];
+  if (dir === undefined) {
+    throw new Error(
+      `${source} keeps its weights in external file(s) ${[...locations].join(", ")}: give the ` +
+        `model by its path, with those files beside it`,
+    );
+  }
+  return await Promise.all([...locations].map(async (loc) => {
+    const path = `${dir}/${loc}`;
+    try {
+      return { path: loc, data: await Deno.readFile(path) };
+    } catch (e) {
+      throw new Error(
+        `${source} keeps its weights in ${loc}, which cannot be read at ${path} ` +
+          `(${(e as Error).message}); keep the .data file beside the .onnx`,
+      );
+    }
+  }));
 }
 
 /** A feed: data plus shape. int64 inputs take BigInt64Array. */
