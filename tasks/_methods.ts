@@ -1,0 +1,140 @@
+/**
+ * `guide --method`: the flags of the guidance methods (lib/guidance/methods) and the one place
+ * that builds a method's guided denoiser from the loaded models (the pull-back graph through the
+ * denoiser and the time-conditioned classifier are loaded only when the method needs them).
+ * @module
+ */
+import type { Denoiser, SamplerConfig } from "../lib/sampler/loop.ts";
+import type { EnergySource } from "../lib/guidance/directions.ts";
+import { loadDenoiserPullback } from "../lib/energy/through_denoiser.ts";
+import { loadNoiseAwareClassifier } from "../lib/energy/noise_aware.ts";
+import {
+  buildMethod,
+  METHOD_NAMES,
+  METHODS,
+  type ResolvedMethod,
+  resolveMethod,
+} from "../lib/guidance/methods/registry.ts";
+import { describeParams, parseParamText } from "../lib/guidance/methods/params.ts";
+import { stepGridFor } from "../lib/guidance/methods/step_grid.ts";
+import {
+  type CallCounts,
+  countingPullback,
+  countingSource,
+} from "../lib/guidance/methods/counting.ts";
+import type { DenoiserSetup } from "../lib/models/onnx_denoiser.ts";
+import type { ProviderChoice } from "../lib/runtime/session.ts";
+import { resolveModel } from "../lib/weights.ts";
+import { UsageError } from "./_args.ts";
+
+/** The method flags (merged into guide's). */
+export const METHOD_FLAGS = {
+  method: { type: "string" },
+  "method-params": { type: "string" },
+  "noise-aware": { type: "string" },
+} as const;
+
+/** Usage lines of the method flags. */
+export const METHOD_USAGE = `  --method <name>          guidance method (default thesis): ${
+  METHOD_NAMES.join(", ")
+}
+                           (deno task guide --help lists each method's parameters)
+  --method-params k=v,...  the method's own parameters (thesis: its scale is --scale)
+  --noise-aware <id|path>  time-conditioned classifier (x_t, t) of --method noise-aware
+                           (default cifar10-resnet16-noise-aware)`;
+
+/** The parameter list of every method, for `--help`. */
+export function methodsHelp(): string {
+  return Object.values(METHODS).map((m) =>
+    `  ${m.name}: ${m.cite}\n` + describeParams(m.params).map((l) => `      ${l}`).join("\n")
+  ).join("\n");
+}
+
+/** The method of the flags (validated before any model runs). */
+export function methodFromFlags(
+  f: { method?: string; "method-params"?: string },
+): ResolvedMethod {
+  try {
+    return resolveMethod(f.method ?? "thesis", parseParamText(f["method-params"]));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** What a non-thesis method's denoiser is built from. */
+export interface MethodModels {
+  /** The resolved method. */
+  method: ResolvedMethod;
+  /** The unguided denoiser, already counting its calls in `counts` (guide counts for every method). */
+  denoiser: Denoiser;
+  /** The denoiser's ONNX bytes (for the pull-back graph) and its setup. */
+  denoiserBytes: Uint8Array;
+  /** The denoiser's parameterisation and timestep convention. */
+  setup: DenoiserSetup;
+  /** The guiding classifier. */
+  classifier: EnergySource;
+  /** The sampler configuration of the run. */
+  config: SamplerConfig;
+  /** Requested class of every image of the run. */
+  labels: readonly number[];
+  /** --noise-aware (default: the manifest id cifar10-resnet16-noise-aware). */
+  noiseAwareRef?: string;
+  /** The weights folder. */
+  base: URL;
+  /** Execution provider. */
+  provider: ProviderChoice;
+  /** Counts of network calls, filled as the run goes. */
+  counts: CallCounts;
+}
+
+/** The guided denoiser of a method other than `thesis` (which guide builds itself). */
+export async function methodDenoiser(m: MethodModels): Promise<Denoiser> {
+  const def = m.method.def;
+  let grid;
+  try {
+    grid = stepGridFor(m.config, def.name);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  let pullback;
+  if (def.throughDenoiser(m.method.params)) {
+    if (m.setup.timestep !== "index") {
+      throw new UsageError(
+        `--method ${def.name} back-propagates through the denoiser, whose pull-back graph feeds ` +
+          `the integer timestep; this model takes '${m.setup.timestep}' timesteps: not supported`,
+      );
+    }
+    pullback = countingPullback(
+      await loadDenoiserPullback(m.denoiserBytes, {
+        prediction: m.setup.output.prediction,
+        learnedVariance: m.setup.output.variance === "learned_range",
+        provider: m.provider,
+        batch: m.config.batchSize,
+      }),
+      m.counts,
+    );
+  }
+  let timedClassifier;
+  if (def.name === "noise-aware") {
+    const ref = m.noiseAwareRef ?? "cifar10-resnet16-noise-aware";
+    const r = await resolveModel(ref, { kind: "classifier", base: m.base });
+    const range = r.entry?.input.range === "01" ? "01" : "pm1";
+    const clf = await loadNoiseAwareClassifier(r.bytes, { range, provider: m.provider });
+    const counts = m.counts;
+    timedClassifier = {
+      numClasses: clf.numClasses,
+      fromDiffusionSpaceAt: (...a: Parameters<typeof clf.fromDiffusionSpaceAt>) => {
+        counts.classifier += a[1];
+        return clf.fromDiffusionSpaceAt(...a);
+      },
+    };
+  }
+  return buildMethod({
+    denoiser: m.denoiser,
+    classifier: countingSource(m.classifier, m.counts),
+    pullback,
+    timedClassifier,
+    labels: m.labels,
+    grid,
+  }, m.method);
+}
