@@ -10,7 +10,8 @@
 import { compareLogits } from "../lib/energy/check.ts";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import type { InputConventions } from "../lib/energy/conventions.ts";
-import { buildEnergyHead } from "../lib/energy/head.ts";
+import { buildEnergyHead, type HeadInfo } from "../lib/energy/head.ts";
+import { float32Classifier } from "../lib/energy/precision.ts";
 import { writeFileAtomic } from "../lib/io/png.ts";
 import { encodeModel, type ModelProto } from "../lib/onnx/proto.ts";
 import { RandomStream } from "../lib/random.ts";
@@ -94,7 +95,8 @@ export async function energyHeadTask(args: string[]): Promise<void> {
     source: f.model,
   });
   const bytes = encodeModel(model);
-  const check = await checkAgainstClassifier(source, bytes, info.inputShape, conv);
+  for (const note of info.notes) console.error(`energy-head: ${f.model}: ${note}`);
+  const check = await checkAgainstClassifier(float32Classifier(source), bytes, info, conv);
   await writeFileAtomic(f.out, bytes);
   const [C, H, W] = info.inputShape;
   console.log(
@@ -118,16 +120,25 @@ export async function energyHeadTask(args: string[]): Promise<void> {
 async function checkAgainstClassifier(
   classifier: Uint8Array,
   head: Uint8Array,
-  shape: readonly [number, number, number],
+  info: HeadInfo,
   conv: InputConventions,
 ): Promise<{ n: number; maxDiff: number }> {
+  const shape = info.inputShape;
   const n = 4, size = shape[0] * shape[1] * shape[2];
   const rng = new RandomStream(0);
   const x = new Float32Array(n * size).map(() => rng.uniform());
   const clf = await loadEnergyClassifier(head, { provider: "cpu" });
   const logits = (await clf.forward(x, n, new Array(n).fill(0))).logits;
   const raw = await loadOnnx(classifier, { provider: "cpu" });
-  const { maxAbsDiff, maxAbsLogit } = await compareLogits(raw, conv, x, n, shape, logits);
+  const { maxAbsDiff, maxAbsLogit } = await compareLogits(
+    raw,
+    conv,
+    x,
+    n,
+    shape,
+    logits,
+    info.outputKind,
+  );
   if (!(maxAbsDiff <= 1e-4 * Math.max(1, maxAbsLogit))) {
     throw new Error(
       `the compiled head disagrees with the classifier on a batch of ${n}: max |logit diff| ` +

@@ -8,7 +8,7 @@
 import { type DecodedAttr, getAttr, type GraphBuilder } from "../onnx/builder.ts";
 import { DataType, type NodeProto, type TensorProto } from "../onnx/proto.ts";
 import { makeTensor } from "../onnx/tensor.ts";
-import { staticElemType, staticShape } from "./static_info.ts";
+import { type StaticDim, staticElemType, staticShape } from "./static_info.ts";
 
 /** Integer attribute `name` of `node`, or `fallback`. */
 export function intAttr(node: NodeProto, name: string, fallback: number): number {
@@ -122,14 +122,20 @@ export function spatialShape(b: GraphBuilder, v: string): string {
 /**
  * The gradient of a numpy-broadcast operand: sums `g` (the output cotangent) over the axes that
  * broadcasting added or stretched, then reshapes to Shape(operand). `out` is a value with g's
- * shape (the forward output; default `g` itself), used to decide statically where shapes are
+ * shape (the forward output; default `g` itself) or g's static shape itself, used to decide statically where shapes are
  * known: when the operand provably has g's shape, g is returned as is; when the operand's
  * shape is fully known, the axes are constants. Otherwise the axes are found at run time:
  * Shape(operand) is left-padded with ones to the rank of `g`, and every axis where it is 1 is
  * summed with keepdims (summing a size-1 axis of `g` changes nothing), so dynamic shapes work.
  */
-export function unbroadcast(b: GraphBuilder, g: string, operand: string, out = g): string {
-  const so = staticShape(b, operand), sg = staticShape(b, out);
+export function unbroadcast(
+  b: GraphBuilder,
+  g: string,
+  operand: string,
+  out: string | readonly StaticDim[] = g,
+): string {
+  const so = staticShape(b, operand);
+  const sg = typeof out === "string" ? staticShape(b, out) : out;
   if (so && sg && so.length <= sg.length) {
     const padded = [...Array(sg.length - so.length).fill(1), ...so];
     // An axis is kept as is when the operand's size there is known to be g's (the same number

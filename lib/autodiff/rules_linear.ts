@@ -16,7 +16,7 @@ import {
   swapLastTwo,
   unbroadcast,
 } from "./_emit.ts";
-import { staticRank } from "./static_info.ts";
+import { broadcastDims, type StaticDim, staticRank, staticShape } from "./static_info.ts";
 import { describeNode, type GradRule, type VjpContext } from "./rule.ts";
 
 function rankOrThrow(ctx: VjpContext, i: number): number {
@@ -71,6 +71,16 @@ const matmul: GradRule = {
     } else {
       if (needs[0]) da = b.node("MatMul", [g, swapLastTwo(b, bm, rb)]);
       if (needs[1]) db = b.node("MatMul", [swapLastTwo(b, a, ra), g]);
+      // dA is [batch..., m, k] and dB [batch..., k, n], batch the broadcast of both operands'
+      // batch axes: known statically where the operands' shapes are.
+      const [sa, sb] = [staticShape(b, a), staticShape(b, bm)];
+      if (sa && sb) {
+        const batch: StaticDim[] = broadcastDims([sa.slice(0, -2), sb.slice(0, -2)]);
+        return [
+          da && unbroadcast(b, da, a, [...batch, ...sa.slice(-2)]),
+          db && unbroadcast(b, db, bm, [...batch, ...sb.slice(-2)]),
+        ];
+      }
     }
     return [da && unbroadcast(b, da, a), db && unbroadcast(b, db, bm)];
   },
@@ -101,7 +111,8 @@ const gemm: GradRule = {
         : b.node("Gemm", [g, a], { alpha, transA: 1, transB: ta }); // dB = dY^T op(A)
     }
     if (needs[2] && c !== undefined) {
-      dc = unbroadcast(b, beta === 1 ? g : b.node("Mul", [g, constLike(b, beta, g)]), c);
+      const scaled = beta === 1 ? g : b.node("Mul", [g, constLike(b, beta, g)]);
+      dc = unbroadcast(b, scaled, c, node.output[0]);
     }
     return [da, db, dc];
   },

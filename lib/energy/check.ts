@@ -7,6 +7,7 @@
  */
 import { RandomStream } from "../random.ts";
 import { type OnnxModel, runOnnx } from "../runtime/session.ts";
+import type { LogitsTrace } from "./logits.ts";
 import type { Coefficients, EnergyClassifier } from "./classifier.ts";
 import { type InputConventions, toClassifierInput } from "./conventions.ts";
 
@@ -18,9 +19,22 @@ export interface LogitsCheck {
   maxAbsLogit: number;
 }
 
+/** One row of logits turned into what the classifier outputs (its `kind`, HeadInfo.outputKind). */
+function asOutput(row: Float32Array, kind: LogitsTrace["kind"]): Float64Array {
+  if (kind === "logits") return Float64Array.from(row);
+  const max = Math.max(...row);
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  return Float64Array.from(row, (v) => kind === "softmax" ? Math.exp(v - lse) : v - lse);
+}
+
 /**
  * Runs the raw `classifier` one image at a time (its input convention applied in TypeScript)
- * and compares with `headLogits` ([n, K], the head's output for the same x01).
+ * and compares with `headLogits` ([n, K], the head's output for the same x01). `kind` says what
+ * the classifier's output holds (HeadInfo.outputKind): for a classifier ending in a softmax the
+ * head's logits are compared through the same softmax. A float16 classifier is compared in its
+ * float32 form (`float32Classifier`, lib/energy/precision.ts).
  */
 export async function compareLogits(
   classifier: OnnxModel,
@@ -29,6 +43,7 @@ export async function compareLogits(
   n: number,
   shape: readonly [number, number, number],
   headLogits: Float32Array,
+  kind: LogitsTrace["kind"] = "logits",
 ): Promise<LogitsCheck> {
   const size = shape[0] * shape[1] * shape[2], K = headLogits.length / n;
   const input = toClassifierInput(x01, n, shape, conv);
@@ -43,13 +58,43 @@ export async function compareLogits(
     if (!out) {
       throw new Error(`${classifier.source} has no [1, ${K}] output to compare logits with`);
     }
+    const data = out.data as Float32Array;
+    const head = asOutput(headLogits.subarray(i * K, (i + 1) * K), kind);
     for (let k = 0; k < K; k++) {
-      const want = (out.data as Float32Array)[k];
-      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(want - headLogits[i * K + k]));
-      maxAbsLogit = Math.max(maxAbsLogit, Math.abs(want));
+      maxAbsDiff = Math.max(maxAbsDiff, Math.abs(data[k] - head[k]));
+      maxAbsLogit = Math.max(maxAbsLogit, Math.abs(data[k]));
     }
   }
   return { maxAbsDiff, maxAbsLogit };
+}
+
+/**
+ * Why `logits` ([n, K], a head's output on test images) look like probabilities rather than
+ * logits, or undefined: every row in [0, 1] summing to 1 (softmax outputs), or every row <= 0
+ * with logsumexp 0 (log-probabilities). Either reading makes the energies meaningless
+ * (E(x,y) = -p_y; E(x) = 0), so a head whose output could not be traced back to logits
+ * (lib/energy/logits.ts) and still looks like this is refused.
+ */
+export function probabilityProblem(logits: Float32Array, n: number): string | undefined {
+  const K = logits.length / n;
+  let probs = true, logProbs = true;
+  for (let i = 0; i < n; i++) {
+    const row = logits.subarray(i * K, (i + 1) * K);
+    let sum = 0;
+    for (const v of row) {
+      sum += v;
+      if (!(v >= -1e-6 && v <= 1 + 1e-6)) probs = false;
+      if (!(v <= 1e-6)) logProbs = false;
+    }
+    if (Math.abs(sum - 1) > 1e-4) probs = false;
+    const max = Math.max(...row);
+    let e = 0;
+    for (const v of row) e += Math.exp(v - max);
+    if (Math.abs(max + Math.log(e)) > 1e-4) logProbs = false;
+  }
+  if (probs) return "every row is in [0, 1] and sums to 1: probabilities, not logits";
+  if (logProbs) return "every row has logsumexp 0: log-probabilities, not logits (E(x) would be 0)";
+  return undefined;
 }
 
 /** Options of {@link directionalGradCheck}. */

@@ -9,7 +9,14 @@
  * model's own outputs by float16 rounding (about 1e-3 relative per layer).
  * @module
  */
-import { DataType, type GraphProto, type TensorProto, type TypeProto } from "../onnx/proto.ts";
+import {
+  DataType,
+  decodeModel,
+  encodeModel,
+  type GraphProto,
+  type TensorProto,
+  type TypeProto,
+} from "../onnx/proto.ts";
 
 /** ONNX element types float16 and bfloat16 (TensorProto.DataType). */
 const FLOAT16 = 10, BFLOAT16 = 16;
@@ -28,26 +35,6 @@ export function bfloat16ToFloat(h: number): number {
   const view = new DataView(new ArrayBuffer(4));
   view.setUint32(0, (h & 0xffff) << 16);
   return view.getFloat32(0);
-}
-
-/** number -> float16 bits, rounded to nearest even (for feeding a float16 model). */
-export function floatToHalf(v: number): number {
-  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
-  f[0] = v;
-  const x = u[0], sign = (x >>> 16) & 0x8000;
-  const e = ((x >>> 23) & 0xff) - 127 + 15, m = x & 0x7fffff;
-  if (((x >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (m ? 0x200 : 0);
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    const mm = (m | 0x800000) >>> (1 - e + 13);
-    const rem = (m | 0x800000) & ((1 << (1 - e + 13)) - 1), half = 1 << (1 - e + 12);
-    return sign | (mm + (rem > half || (rem === half && (mm & 1)) ? 1 : 0));
-  }
-  let out = sign | (e << 10) | (m >>> 13);
-  const rem = m & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (out & 1))) out++;
-  return out;
 }
 
 /** The float32 values of a float16/bfloat16 tensor (raw_data or int32_data bit patterns). */
@@ -112,4 +99,14 @@ export function widenToFloat32(graph: GraphProto): string[] {
     }
   }
   return [...found].sort();
+}
+
+/**
+ * The classifier in `bytes` as it runs inside the head: widened to float32 when it used
+ * float16/bfloat16 (the same bytes otherwise). For comparing a head with its classifier
+ * (onnxruntime-node under Deno cannot feed float16 tensors).
+ */
+export function float32Classifier(bytes: Uint8Array, source = "classifier"): Uint8Array {
+  const model = decodeModel(bytes, source);
+  return widenToFloat32(model.graph).length > 0 ? encodeModel(model) : bytes;
 }
