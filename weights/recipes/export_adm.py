@@ -167,19 +167,17 @@ def load_model(sd: dict, cfg: adm.ADMConfig) -> adm.UNetModel:
     return model.eval()
 
 
-def to_single_external_file(path: str) -> None:
-    """Re-saves an ONNX whose weights exceed 2 GB with all weights in one <name>.data file."""
+def to_single_external_file(path: str, before: set[str]) -> None:
+    """Re-saves an ONNX whose weights exceed 2 GB with all weights in one <name>.data file, and
+    removes the per-tensor files the exporter wrote beside it (files not in `before`)."""
     import onnx
 
     m = onnx.load(path, load_external_data=True)
     folder = os.path.dirname(os.path.abspath(path))
-    for f in os.listdir(folder):  # the exporter's per-tensor files
+    for f in set(os.listdir(folder)) - before - {os.path.basename(path)}:
         full = os.path.join(folder, f)
-        if f not in (os.path.basename(path),) and not f.endswith((".onnx", ".pt", ".json", ".data")) and os.path.isfile(full):
-            try:
-                os.remove(full)
-            except OSError:
-                pass
+        if os.path.isfile(full):
+            os.remove(full)
     onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
                     location=os.path.basename(path) + ".data", size_threshold=1024)
 
@@ -202,11 +200,14 @@ def convert(args) -> dict:
     wrapped = Wrapped(model).eval()
     ex = feeds(cfg, diff, 1, 0)
     t0 = time.perf_counter()
+    folder = os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(folder, exist_ok=True)
+    before = set(os.listdir(folder))
     exporter = export_onnx(wrapped, (torch.from_numpy(ex["x"]), torch.from_numpy(ex["t"])), args.out,
                            ["x", "t"], ["out"], {"x": {0: "N"}, "t": {0: "N"}, "out": {0: "N"}})
     big = params * 4 > TWO_GB - (64 << 20)
     if big:
-        to_single_external_file(args.out)
+        to_single_external_file(args.out, before)
     log(f"exported with {exporter} in {time.perf_counter() - t0:.1f}s -> {args.out}" + (" (+ .data)" if big else ""))
     report = onnx_report(args.out) if not big else {"file_bytes": os.path.getsize(args.out)}
     onnx_bytes = os.path.getsize(args.out) + (os.path.getsize(args.out + ".data") if big else 0)
