@@ -194,6 +194,7 @@ const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = 
   "noise-accuracy": async () => (await import("./tasks/noise_accuracy.ts")).noiseAccuracyTask,
   "energy-curve": async () => (await import("./tasks/energy_curve.ts")).energyCurveTask,
   "sweep": async () => (await import("./tasks/sweep.ts")).sweepTask,
+  "compare": async () => (await import("./tasks/compare.ts")).compareTask,
   "report": async () => (await import("./tasks/report.ts")).reportTask,
 };
 

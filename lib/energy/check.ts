@@ -92,8 +92,8 @@ export function probabilityProblem(logits: Float32Array, n: number): string | un
     for (const v of row) e += Math.exp(v - max);
     if (Math.abs(max + Math.log(e)) > 1e-4) logProbs = false;
   }
-  if (probs) return "every row is in [0, 1] and sums to 1: probabilities, not logits";
-  if (logProbs) return "every row has logsumexp 0: log-probabilities, not logits (E(x) would be 0)";
+  if (probs) return "probabilities (every row is in [0, 1] and sums to 1)";
+  if (logProbs) return "log-probabilities (every row has logsumexp 0, so E(x) would be 0)";
   return undefined;
 }
 

@@ -330,7 +330,9 @@ export async function loadEnergyClassifier(
       throw new Error(
         `${source} is an energy head for ${h}x${w} images but ${
           opts.imagesFrom ? `${opts.imagesFrom} makes` : "the images are"
-        } ${opts.imageSize.join("x")} images; compile the head from its classifier with --input-size ` +
+        } ${
+          opts.imageSize.join("x")
+        } images; compile the head from its classifier with --input-size ` +
           `(deno task energy-head), or pass the raw classifier with --input-size`,
       );
     }
@@ -383,8 +385,8 @@ async function refuseProbabilities(
   if (!problem) return;
   await clf.release();
   throw new Error(
-    `${source}: the output ${output ? `'${output}' ` : ""}holds probabilities, not logits ` +
-      `(${problem} on two random images), and no final Softmax/LogSoftmax could be traced back ` +
+    `${source}: the output ${output ? `'${output}' ` : ""}holds ${problem} on two random ` +
+      `images, not logits, and no final Softmax/LogSoftmax could be traced back ` +
       `to the logits in the graph; the energies E(x,y) = -f_y and E(x) = -logsumexp f need the ` +
       `logits: pass the logits output (--output NAME) or export the classifier without its ` +
       `final softmax`,
