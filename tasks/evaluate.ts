@@ -12,7 +12,6 @@
  * @module
  */
 import { basename } from "node:path";
-import { CIFAR10_CLASSES } from "../lib/data/cifar10.ts";
 import { tallyPredictions } from "../lib/eval/accuracy.ts";
 import type { InputConventions } from "../lib/energy/conventions.ts";
 import { writeJsonAtomic } from "../lib/io/outputs.ts";
@@ -40,6 +39,8 @@ import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_arg
 import { conventionsFromFlags } from "./_models.ts";
 import { describeSet, isDirectory, readSet, type SetSource } from "./_image_sets.ts";
 import { DEFAULT_CIFAR10 } from "./build_mixture.ts";
+import { parseInputSize, type ResizeOptions } from "../lib/energy/resize.ts";
+import { readLabelsFile, resolveClassNames } from "../lib/labels.ts";
 
 const FLAGS = {
   images: { type: "string" },
@@ -60,6 +61,8 @@ const FLAGS = {
   std: { type: "string" },
   range: { type: "string" },
   layout: { type: "string" },
+  "input-size": { type: "string" },
+  labels: { type: "string" },
   provider: { type: "string" },
   threads: { type: "string" },
   weights: { type: "string" },
@@ -89,7 +92,11 @@ export const EVALUATE_USAGE = `deno task evaluate --images <set> [flags]
   --out <file.json>        result file (default: <run folder>/evaluate.json, or out/evaluate.json)
   --cache <dir> --no-cache reference feature cache (default ${DEFAULT_CACHE})
   --batch <n> --provider auto|cpu|cuda --threads <n> --weights <dir|url>
-  --mean r,g,b --std r,g,b --range 01|pm1 --layout nchw|nhwc   conventions of models given by path`;
+  --mean r,g,b --std r,g,b --range 01|pm1 --layout nchw|nhwc   conventions of models given by path
+  --input-size H[,W]       feed the networks HxW images: a bilinear resize (align_corners=False, no
+                           antialias) of the images inside the network; without it a network of
+                           another size than the images is refused
+  --labels <file>          the evaluator's class names, one per line (default: the manifest's)`;
 
 /** A network that computes logits and features, and what it is. */
 interface LoadedNetwork {
@@ -133,6 +140,15 @@ export async function evaluateTask(args: string[]): Promise<void> {
   const data = f.data ?? DEFAULT_CIFAR10;
   const cacheDir = f["no-cache"] ? undefined : f.cache ?? DEFAULT_CACHE;
   const flagConventions = conventionsFromFlags(f);
+  let inputSize: [number, number] | undefined;
+  try {
+    inputSize = f["input-size"] === undefined ? undefined : parseInputSize(f["input-size"]);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const labelsFile = await readLabelsFile(f.labels).catch((e) => {
+    throw new UsageError((e as Error).message);
+  });
   const runFolder = await isDirectory(f.images) ? f.images : undefined;
   const out = f.out ?? (runFolder ? `${runFolder}/evaluate.json` : "out/evaluate.json");
   if (!out.endsWith(".json")) throw new UsageError(`--out '${out}' must end in .json`);
@@ -149,17 +165,23 @@ export async function evaluateTask(args: string[]): Promise<void> {
   const evaluatorRef = f.evaluator ?? await defaultModel("evaluator", base);
   const featuresRef = f.features ?? evaluatorRef;
   const sameNetwork = featuresRef === evaluatorRef;
+  // --input-size: the networks take the images' own size and resize them inside (lib/energy/resize.ts)
+  const sizes = inputSize
+    ? { imageSize: await setImageSize(source), inputSize, imagesFrom: `--images ${f.images}` }
+    : {};
   const evaluator = await loadNetwork(evaluatorRef, base, {
     conventions: flagConventions,
     features: sameNetwork ? f["features-output"] : undefined,
     provider,
     threads,
+    ...sizes,
   });
   const features = sameNetwork ? evaluator : await loadNetwork(featuresRef, base, {
     conventions: flagConventions,
     features: f["features-output"],
     provider,
     threads,
+    ...sizes,
   });
   const shape = features.net.info.inputShape;
   if (evaluator.net.info.inputShape.join("x") !== shape.join("x")) {
@@ -168,7 +190,7 @@ export async function evaluateTask(args: string[]): Promise<void> {
         `--features ${featuresRef} takes ${shape.join("x")}; use networks with the same input size`,
     );
   }
-  const classNames = classNamesOf(evaluator);
+  const classNames = classNamesOf(evaluator, labelsFile);
   const featureName = `${features.name}-${features.net.info.layer}`;
   const names = {
     fd: `FD_${featureName}`,
@@ -368,7 +390,7 @@ async function loadNetwork(
     features?: string;
     provider: "auto" | "cpu" | "cuda";
     threads?: number;
-  },
+  } & ResizeOptions,
 ): Promise<LoadedNetwork> {
   const resolved = await resolveModel(ref, { kind: ["classifier", "feature"], base });
   const e = resolved.entry;
@@ -397,6 +419,9 @@ async function loadNetwork(
       source: ref,
       provider: opts.provider,
       intraOpThreads: opts.threads,
+      imageSize: opts.imageSize,
+      inputSize: opts.inputSize,
+      imagesFrom: opts.imagesFrom,
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
@@ -405,13 +430,39 @@ async function loadNetwork(
   return { net, resolved, ref, name, conventions };
 }
 
-/** Class names of the evaluator: the manifest's, else CIFAR-10's for 10 classes, else class<i>. */
-function classNamesOf(n: LoadedNetwork): string[] {
-  const K = n.net.info.numClasses;
-  const listed = n.resolved.entry?.classes;
-  if (listed && listed.length === K) return [...listed];
-  if (K === CIFAR10_CLASSES.length) return [...CIFAR10_CLASSES];
-  return Array.from({ length: K }, (_, i) => `class${i}`);
+/** Class names of the evaluator: --labels, the manifest's, CIFAR-10's when marked, else class<i>. */
+function classNamesOf(n: LoadedNetwork, labelsFile?: { path: string; text: string }): string[] {
+  try {
+    return resolveClassNames(n.net.info.numClasses, {
+      labelsFile,
+      classes: n.resolved.entry?.classes,
+      dataset: n.resolved.entry?.dataset,
+      model: n.ref,
+    }).names;
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** [h, w] of a set's images: CIFAR-10's 32x32, or the first PNG's header (nothing decoded). */
+async function setImageSize(src: SetSource): Promise<[number, number]> {
+  if (src.kind === "cifar10") return [32, 32];
+  const first = src.entries[0];
+  if (!first) throw new UsageError(`--images ${src.root} holds no PNG images`);
+  const path = `${src.root}/${first.path}`;
+  const file = await Deno.open(path);
+  try {
+    const head = new Uint8Array(24);
+    await file.read(head);
+    const v = new DataView(head.buffer);
+    // PNG signature, then the IHDR chunk: width and height, big-endian, at bytes 16 and 20
+    if (v.getUint32(0) !== 0x89504e47 || v.getUint32(12) !== 0x49484452) {
+      throw new UsageError(`${path} is not a PNG file`);
+    }
+    return [v.getUint32(20), v.getUint32(16)];
+  } finally {
+    file.close();
+  }
 }
 
 /** What the result file records about a network. */
@@ -424,6 +475,7 @@ function networkRecord(n: LoadedNetwork, dim: number | undefined) {
     value: n.net.info.featureValue,
     ...(dim === undefined ? {} : { dim }),
     conventions: n.conventions,
+    ...(n.net.info.resize ? { resize: n.net.info.resize } : {}),
   };
 }
 
@@ -462,6 +514,8 @@ async function referenceFeatures(
       layer: n.net.info.layer,
       value: n.net.info.featureValue,
       conventions: n.conventions,
+      // images resized inside the network (--input-size) give other features
+      ...(n.net.info.resize ? { resize: n.net.info.resize } : {}),
     },
     reference: src.description,
     n: src.count,

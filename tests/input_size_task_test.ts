@@ -4,7 +4,8 @@
 // folder exists, naming both models and their sizes; a 1000-class --class error lists a few names.
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { decodePng } from "../lib/io/png.ts";
+import { decodePng, encodePng } from "../lib/io/png.ts";
+import { RandomStream } from "../lib/random.ts";
 import { cli, exists } from "./_hardening.ts";
 import { ZOO_DIR } from "./_zoo.ts";
 
@@ -90,6 +91,64 @@ Deno.test("guide: a 64x64 classifier of 1000 classes guides 32x32 images with --
     const run = JSON.parse(await Deno.readTextFile(`${out}/run.json`));
     assert.deepEqual(run.config.classes, ["species 7, latin 7"]);
     assert.deepEqual(run.config.shape, [3, 32, 32]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("evaluate: a 64x64 1000-class evaluator scores 32x32 PNGs with --input-size and --labels", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "input_size_eval_" });
+  try {
+    const rng = new RandomStream(11);
+    for (const set of ["imgs", "ref"]) {
+      await Deno.mkdir(`${dir}/${set}`);
+      for (let i = 0; i < 6; i++) {
+        const rgb = new Uint8Array(32 * 32 * 3).map(() => Math.floor(256 * rng.uniform()));
+        await Deno.writeFile(`${dir}/${set}/${i}.png`, encodePng(rgb, 32, 32));
+      }
+    }
+    const labels = `${dir}/labels.txt`;
+    await Deno.writeTextFile(labels, Array.from({ length: 1000 }, (_, i) => `n${i}`).join("\n"));
+    const base = [
+      "evaluate",
+      "--images",
+      `${dir}/imgs`,
+      "--reference",
+      `${dir}/ref`,
+      "--evaluator",
+      clf64,
+      ...IMAGENET,
+      "--no-cache",
+      "--k",
+      "2",
+      "--splits",
+      "2",
+      "--provider",
+      "cpu",
+    ];
+    const refused = await cli([...base, "--out", `${dir}/a.json`]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /0\.png is 32x32 but the network takes 64x64 images/);
+    assert.ok(!(await exists(`${dir}/a.json`)));
+
+    const ok = await cli([
+      ...base,
+      "--input-size",
+      "64",
+      "--labels",
+      labels,
+      "--out",
+      `${dir}/b.json`,
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const res = JSON.parse(await Deno.readTextFile(`${dir}/b.json`));
+    assert.equal(res.results.n, 6);
+    assert.deepEqual(res.evaluator.classes.slice(0, 2), ["n0", "n1"]);
+    assert.deepEqual(res.evaluator.resize, {
+      from: [32, 32],
+      to: [64, 64],
+      mode: "bilinear-half-pixel",
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

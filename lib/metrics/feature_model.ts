@@ -33,6 +33,7 @@ import {
   runOnnx,
   sha256Hex,
 } from "../runtime/session.ts";
+import type { ResizeOptions, ResizeSpec } from "../energy/resize.ts";
 
 /** Input and output names of a feature network. */
 export const FEATURE_NAMES = {
@@ -48,7 +49,7 @@ export const FEATURE_NAMES = {
 export const PENULTIMATE = "penultimate";
 
 /** Options of {@link buildFeatureModel}. */
-export interface FeatureModelOptions extends InputConventions {
+export interface FeatureModelOptions extends InputConventions, ResizeOptions {
   /**
    * Name of the value to expose (a graph output or any intermediate value); default: the input
    * of the final Gemm/MatMul that produces the logits.
@@ -72,6 +73,8 @@ export interface FeatureModelInfo {
   layer: string;
   /** sha256 of the source model's bytes. */
   sourceSha256: string;
+  /** The bilinear resize in front of the network (--input-size), or null. */
+  resize: ResizeSpec | null;
 }
 
 /**
@@ -94,6 +97,9 @@ export function buildFeatureModel(
     output: opts.logits,
     gradient: false,
     source,
+    imageSize: opts.imageSize,
+    inputSize: opts.inputSize,
+    imagesFrom: opts.imagesFrom,
   });
   const g = model.graph;
   const io = JSON.parse(
@@ -140,6 +146,7 @@ export function buildFeatureModel(
     featureValue: opts.features ?? value,
     layer: opts.features === undefined ? PENULTIMATE : opts.features,
     sourceSha256: sha256Hex(classifier),
+    resize: head.resize,
   };
   return { model, info };
 }
