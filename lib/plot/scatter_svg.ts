@@ -12,6 +12,8 @@ export interface ScatterPoint {
   y: number;
   /** Text drawn beside the marker (e.g. "s=10"). */
   label?: string;
+  /** Marker radius in pixels (default 4.5), e.g. to show a cost. */
+  r?: number;
 }
 
 /** One series of {@link scatterPlotSvg}. */
@@ -84,7 +86,8 @@ export function scatterPlotSvg(
       const px = x(p.x), py = y(p.y);
       const tip = `${s.label}${p.label ? ` ${p.label}` : ""}: (${num(p.x, 4)}, ${num(p.y, 4)})`;
       out.push(
-        `<circle cx="${num(px)}" cy="${num(py)}" r="4.5" fill="${color}" stroke="white">` +
+        `<circle cx="${num(px)}" cy="${num(py)}" r="${num(p.r ?? 4.5)}" fill="${color}"` +
+          `${p.r === undefined ? "" : ` fill-opacity="0.7"`} stroke="white">` +
           `<title>${esc(tip)}</title></circle>`,
       );
       if (p.label) {

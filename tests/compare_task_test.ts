@@ -1,0 +1,100 @@
+// The `compare` task end to end at a tiny size (issue 15 item 4): three methods on the exact
+// mixture denoiser, 2 classes, one validation seed and two test seeds per class, 5 DDIM steps, a
+// 200-image reference; outputs, tuning on validation seeds only, resume, refusal of bad input.
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { UsageError } from "../lib/errors.ts";
+import { compareTask } from "../tasks/compare.ts";
+import { wilsonInterval } from "../lib/compare/results.ts";
+
+Deno.env.set("RG_QUIET", "1");
+const DATA = fileURLToPath(
+  new URL("../../shared/data/cifar10/cifar-10-binary.tar.gz", import.meta.url),
+);
+const tmp = await Deno.makeTempDir({ prefix: "compare_task_test_" });
+const out = `${tmp}/compare`;
+const TINY = [
+  "--methods=thesis,dps,mpgd",
+  "--model=mixture-cifar10",
+  "--classifier=cifar10-resnet16-l2-0.5",
+  "--evaluator=cifar10-vgg64-eval",
+  "--val-seeds=100",
+  "--test-seeds=0-1",
+  "--class=airplane,ship",
+  "--steps=5",
+  "--grid=dps:zeta=0.3|1;mpgd:c=0.5",
+  "--reference-limit=200",
+  `--data=${DATA}`,
+  `--cache=${tmp}/cache`,
+  "--provider=cpu",
+  `--out=${out}`,
+];
+
+// deno-lint-ignore no-explicit-any
+const readJson = async (p: string): Promise<any> => JSON.parse(await Deno.readTextFile(p));
+
+Deno.test("compare: tiny run, outputs, tuning on validation seeds, resume", async () => {
+  await compareTask(TINY);
+  const a = await readJson(`${out}/compare.json`);
+  assert.equal(a.task, "compare");
+  assert.deepEqual(a.rows.map((r: { method: string }) => r.method), ["thesis", "dps", "mpgd"]);
+  assert.deepEqual(a.ranNow, { validation: 5, test: 3 }); // thesis 3 + dps 2 grid values; mpgd fixed
+  for (const r of a.rows) {
+    assert.equal(r.n, 4);
+    assert.ok(r.targetAccuracy >= 0 && r.targetAccuracy <= 1);
+    assert.ok(r.interval[0] <= r.targetAccuracy && r.targetAccuracy <= r.interval[1]);
+    assert.ok(Number.isFinite(r.fd) && r.fd > 0);
+    assert.ok(r.secondsPerImage > 0);
+  }
+  const dps = a.rows.find((r: { method: string }) => r.method === "dps");
+  assert.deepEqual(dps.calls, { denoiser: 5, denoiserVjp: 5, classifier: 5 });
+  assert.equal(a.rows.find((r: { method: string }) => r.method === "mpgd").tuned, null);
+  // the chosen value is the best validation accuracy of the grid
+  const val = a.tuning.filter((p: { method: string }) => p.method === "dps");
+  const best = Math.max(...val.map((p: { validationAccuracy: number }) => p.validationAccuracy));
+  assert.equal(dps.tuned.validationAccuracy, best);
+  // validation runs used the validation seeds only, test runs the test seeds
+  const valRun = await readJson(`${out}/val/dps-zeta-1/run.json`);
+  assert.equal(valRun.config.seeds, "100");
+  assert.equal((await readJson(`${out}/test/dps/run.json`)).config.seeds, "0-1");
+  const md = await Deno.readTextFile(`${out}/compare.md`);
+  assert.match(md, /\| dps \| zeta=(0\.3|1) \(val/);
+  const svg = await Deno.readTextFile(`${out}/pareto.svg`);
+  assert.match(svg, /^<svg/);
+  assert.equal((svg.match(/fill-opacity="0.7"/g) ?? []).length, 3); // one cost-sized marker each
+
+  // resume: nothing left to run, same rows
+  await compareTask(TINY);
+  const b = await readJson(`${out}/compare.json`);
+  assert.deepEqual(b.ranNow, { validation: 0, test: 0 });
+  assert.deepEqual(
+    b.rows.map((r: { fd: number }) => r.fd),
+    a.rows.map((r: { fd: number }) => r.fd),
+  );
+  // a changed fixed setting is refused
+  await assert.rejects(() => compareTask([...TINY, "--eta=0.3"]), UsageError);
+});
+
+Deno.test("compare: bad input is refused before any model runs", async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [["--methods=thesis,nope"], /--method 'nope' is invalid/],
+    [["--val-seeds=0-3", "--test-seeds=2-5"], /share seeds/],
+    [["--grid=dps:zeta=a|b"], /every value must be a number/],
+    [["--grid=tfg:rho=1", "--methods=dps"], /not in --methods/],
+    [["--fixed=dps:zeta=1"], /the parameter --grid tunes/],
+    [["--grid=tfg:recur=0|1", "--methods=tfg"], /recur=0 must be >= 1/],
+    [
+      ["--evaluator=cifar10-resnet16-l2-0.5", "--classifier=cifar10-resnet16-l2-0.5"],
+      /independent/,
+    ],
+  ];
+  for (const [flags, re] of cases) {
+    await assert.rejects(
+      () => compareTask([...flags, `--out=${tmp}/bad`, "--methods=dps", ...flags]),
+      (e: Error) => e instanceof UsageError && re.test(e.message),
+      flags.join(" "),
+    );
+  }
+  const [lo, hi] = wilsonInterval(5, 10);
+  assert.ok(Math.abs(lo - 0.2366) < 1e-3 && Math.abs(hi - 0.7634) < 1e-3); // Wilson 1927, 95%
+});
