@@ -196,6 +196,7 @@ const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = 
   "sweep": async () => (await import("./tasks/sweep.ts")).sweepTask,
   "compare": async () => (await import("./tasks/compare.ts")).compareTask,
   "report": async () => (await import("./tasks/report.ts")).reportTask,
+  "cuda-setup": async () => (await import("./tasks/cuda_setup.ts")).cudaSetupTask,
 };
 
 /** Runs a task by name with its arguments; returns the process exit code. */
@@ -214,7 +215,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     await (await load())(rest);
-    return 0;
+    return Deno.exitCode; // 0 unless the task set it (cuda-setup --check: 1 when CUDA is missing)
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     if (Deno.env.get("RG_DEBUG")) console.error((e as Error).stack);

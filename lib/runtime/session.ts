@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { dirname } from "node:path";
 import { decodeModel, type ModelProto } from "../onnx/proto.ts";
 import { NonFiniteError } from "../errors.ts";
+import { preloadCudaLibraries } from "./cuda_libs.ts";
 
 /** An ONNX Runtime inference session (onnxruntime-node's `InferenceSession`). */
 export type InferenceSession = ort.InferenceSession;
@@ -129,9 +130,13 @@ export async function loadOnnx(
   let provider: "cpu" | "cuda" = "cpu";
   let providerNote: string | undefined;
   let session: ort.InferenceSession | undefined;
+  // CUDA/cuDNN libraries installed by `deno task cuda-setup` (none listed: nothing to do)
+  if (choice !== "cpu") preloadCudaLibraries();
   const cudaMissing = choice === "auto" ? cudaProviderMissing() : undefined;
-  if (cudaMissing) providerNote = `CUDA provider not installed (${cudaMissing}); ran on CPU`;
-  else if (choice === "cuda" || choice === "auto") {
+  if (cudaMissing) {
+    providerNote = `CUDA provider not installed (${cudaMissing}); ran on CPU ` +
+      `('deno task cuda-setup' installs it)`;
+  } else if (choice === "cuda" || choice === "auto") {
     // ORT also logs its own line when the provider fails to load (its logger is configured once
     // per process, before any session option applies); our error below carries the fix.
     try {
@@ -142,10 +147,12 @@ export async function loadOnnx(
       if (choice === "cuda") {
         throw new Error(
           `CUDA execution provider did not load for ${source}: ${why}. onnxruntime-node's CUDA ` +
-            `libraries must be installed (see README 'GPU'); use --provider cpu to run on the CPU`,
+            `libraries must be installed (deno task cuda-setup; --check names what is missing); ` +
+            `use --provider cpu to run on the CPU`,
         );
       }
-      providerNote = `CUDA provider unavailable (${why}); ran on CPU`;
+      providerNote = `CUDA provider unavailable (${why}); ran on CPU ` +
+        `('deno task cuda-setup --check' names what is missing)`;
     }
   }
   session ??= await ort.InferenceSession.create(bytes, { ...base, executionProviders: ["cpu"] });
