@@ -162,6 +162,22 @@ def ort_logits(data: bytes, x: np.ndarray, batch1: bool) -> np.ndarray:
     return sess.run(None, {name: x})[0]
 
 
+def fuse_conv_bn(m: torch.nn.Module) -> None:
+    """Folds every eval-mode BatchNorm2d into the Conv2d registered just before it (in place).
+    The float16 entry needs it: the exporter folds BN into the conv weights and rounds the result
+    to float16, so the reference must use those same rounded fused weights, not torch's separate
+    float16 conv and BN parameters."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for parent in m.modules():
+        names = list(parent._modules)
+        for a, b in zip(names, names[1:]):
+            conv, bn = parent._modules[a], parent._modules[b]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                parent._modules[a] = fuse_conv_bn_eval(conv, bn)
+                parent._modules[b] = torch.nn.Identity()
+
+
 def build_entry(index: int, entry: dict) -> dict:
     name = entry["name"]
     size = entry.get("size", 32)
@@ -172,6 +188,7 @@ def build_entry(index: int, entry: dict) -> dict:
     model = ARCHS[entry["family"]](**entry["kw"]).eval()
     randomise_norms(model, gen)
     if dtype == "float16":
+        fuse_conv_bn(model)
         model = model.half()
     src = entry.get("resize_from", size)
     x01 = torch.rand(N_IMAGES, 3, src, src, generator=gen)
