@@ -189,8 +189,10 @@ export function scheduleSpecFromDiffusers(cfg: Record<string, unknown>): Schedul
     beta_start: (cfg.beta_start as number | undefined) ?? 1e-4,
     beta_end: (cfg.beta_end as number | undefined) ?? 0.02,
     clip_sample: (cfg.clip_sample as boolean | undefined) ?? true,
-    prediction_type: pred,
-    variance_type,
+    // only what differs from the defaults (eps, variance read from the output channels), so an
+    // eps model's spec (and the run identity built from it) is what it was before these fields
+    ...(pred !== "epsilon" ? { prediction_type: pred } : {}),
+    ...(variance_type ? { variance_type } : {}),
   };
 }
 

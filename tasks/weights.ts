@@ -39,6 +39,46 @@ export const THESIS_MODELS: Array<{ id: string; what: string; commands: string[]
     };
   }),
   {
+    id: "robustness-imagenet-l2-3.0",
+    what:
+      "MadryLab robustness ImageNet ResNet-50, L2 PGD eps 3.0 (imagenet_l2_3_0.pt): the robust guide of ImageNet guidance work",
+    commands: [
+      "# download imagenet_l2_3_0.pt from the MadryLab/robustness README's ImageNet table, then (224: its training size; the ADM samples are 64 or 256):",
+      ".venv/bin/python weights/recipes/export_robustness_resnet.py imagenet_l2_3_0.pt --image-size 224 --no-cifar10-classes --out weights/classifiers/robustness_imagenet_l2_3_0.onnx --id robustness-imagenet-l2-3.0",
+    ],
+  },
+  ...([
+    [
+      "adm-cifar10-uncond",
+      "cifar10_uncond_50M_500K.pt",
+      "cifar10 --noise-schedule cosine",
+      "improved-diffusion CIFAR-10 unconditional (52.5M params, learned sigma, cosine T = 4000, rescaled t)",
+    ],
+    [
+      "adm-imagenet64-uncond",
+      "imagenet64_uncond_100M_1500K.pt",
+      "imagenet64",
+      "improved-diffusion ImageNet 64x64 unconditional (121M params, learned sigma, cosine T = 4000, rescaled t)",
+    ],
+  ] as const).map(([id, file, preset, what]) => ({
+    id,
+    what: `${what} (${file})`,
+    commands: [
+      `# download ${file} from the openai/improved-diffusion README, then:`,
+      `.venv/bin/python weights/recipes/export_adm.py ${file} --preset ${preset} --out weights/denoisers/${id}.onnx --id ${id}`,
+    ],
+  })),
+  {
+    id: "adm-imagenet256-uncond",
+    what:
+      "guided-diffusion 256x256 unconditional (553M params, learned sigma, linear T = 1000; 2.2 GB of weights: the ONNX keeps them in <out>.data, so it is used by path, not through the manifest)",
+    commands: [
+      "# download 256x256_diffusion_uncond.pt from the openai/guided-diffusion README, then:",
+      ".venv/bin/python weights/recipes/export_adm.py 256x256_diffusion_uncond.pt --preset imagenet256 --out weights/denoisers/adm-imagenet256-uncond.onnx --no-manifest",
+      "# then: deno task guide --model weights/denoisers/adm-imagenet256-uncond.onnx --classifier <256x256 or --input-size> ...",
+    ],
+  },
+  {
     id: "fid-inception",
     what: "pytorch-fid Inception-v3 (pt_inception-2015-12-05-6726825d.pth), for standard FID/IS",
     commands: [

@@ -259,3 +259,35 @@ Deno.test("a 64x64 denoiser with a 32x32 classifier is refused before anything i
   assert.equal(await exists(`${dir}/g`), false, r.stderr);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a manifest ADM entry declares its parameterisation and timestep convention", async () => {
+  const dir = await Deno.makeTempDir();
+  const r = await cli([
+    "sample",
+    "--model",
+    "adm-tiny64",
+    "--n",
+    "1",
+    "--steps",
+    "2",
+    "--out",
+    dir,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /read as epsilon \+ learned variance/); // declared, not inferred
+  const run = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
+  assert.deepEqual(run.config.output, { prediction: "epsilon", variance: "learned_range" });
+  assert.equal(run.config.timestep, "rescaled");
+  const bad = await cli([
+    "sample",
+    "--model",
+    "adm-tiny64",
+    "--timestep",
+    "index",
+    "--out",
+    `${dir}/x`,
+  ]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--prediction\/--timestep are for models given by path/);
+  await Deno.remove(dir, { recursive: true });
+});

@@ -156,13 +156,24 @@ Deno.test("diffusers scheduler configs: beta schedules map, other predictions ar
     0.012,
   );
   assert.equal(scheduleSpecFromDiffusers({ clip_sample: false }).clip_sample, false);
+  // issue 14: every diffusers parameterisation is read (lib/models/parameterisation.ts)
+  assert.equal(
+    scheduleSpecFromDiffusers({ prediction_type: "v_prediction" }).prediction_type,
+    "v_prediction",
+  );
+  assert.equal(scheduleSpecFromDiffusers({ prediction_type: "sample" }).prediction_type, "sample");
+  assert.equal(
+    scheduleSpecFromDiffusers({ variance_type: "learned_range" }).variance_type,
+    "learned_range",
+  );
+  assert.equal(scheduleSpecFromDiffusers({ variance_type: "fixed_small" }).variance_type, "fixed");
   assert.throws(
-    () => scheduleSpecFromDiffusers({ prediction_type: "v_prediction" }),
-    /'v_prediction' is not supported.*eps/,
+    () => scheduleSpecFromDiffusers({ prediction_type: "score" }),
+    /'score' is not supported: use epsilon, v_prediction or sample/,
   );
   assert.throws(
-    () => scheduleSpecFromDiffusers({ prediction_type: "sample" }),
-    /'sample' is not supported/,
+    () => scheduleSpecFromDiffusers({ variance_type: "learned" }),
+    /variance_type 'learned' is not supported/,
   );
   assert.throws(
     () => scheduleSpecFromDiffusers({ beta_schedule: "sigmoid" }),
@@ -198,6 +209,7 @@ Deno.test("sample --scheduler-config for a model given by path; refused for mani
   const bad = await run(["sample", "--scheduler-config", cfg, "--n", "1", "--out", `${dir}/o2`]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--scheduler-config is for models given by path/);
+  // issue 14: a v_prediction config is read; a learned variance the model lacks is refused
   await Deno.writeTextFile(cfg, JSON.stringify({ prediction_type: "v_prediction" }));
   const v = await run([
     "sample",
@@ -205,9 +217,26 @@ Deno.test("sample --scheduler-config for a model given by path; refused for mani
     "weights/testing/tiny_unet.onnx",
     "--scheduler-config",
     cfg,
+    "--n",
+    "1",
+    "--steps",
+    "2",
     "--out",
     `${dir}/o3`,
   ]);
-  assert.equal(v.code, 2);
-  assert.match(v.stderr, /v_prediction' is not supported/);
+  assert.equal(v.code, 0, v.stderr);
+  const vRun = JSON.parse(await Deno.readTextFile(`${dir}/o3/run.json`));
+  assert.equal(vRun.config.output.prediction, "v_prediction");
+  await Deno.writeTextFile(cfg, JSON.stringify({ variance_type: "learned_range" }));
+  const lv = await run([
+    "sample",
+    "--model",
+    "weights/testing/tiny_unet.onnx",
+    "--scheduler-config",
+    cfg,
+    "--out",
+    `${dir}/o4`,
+  ]);
+  assert.equal(lv.code, 2);
+  assert.match(lv.stderr, /outputs 3 channels.*needs 6/);
 });
