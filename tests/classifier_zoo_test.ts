@@ -1,12 +1,12 @@
 // The classifier zoo (issue 13, item 6): today's architecture families (ResNet, PreAct-ResNet
 // with BatchNorm and GroupNorm, WideResNet-SiLU, ViT, ConvNeXt, MobileNetV2/V3, EfficientNet,
-// DenseNet, Swin), random weights, exported by torch.onnx's legacy and dynamo exporters at
+// DenseNet, Swin, VGG with PReLU/ELU/Mish/Softplus/SELU and reflect/replicate padding), random weights, exported by torch.onnx's legacy and dynamo exporters at
 // opsets 11-21, plus a classifier ending in Softmax, a float16 export and a 1000-class 64x64
 // model (weights/recipes/export_zoo.py). Each is compiled into an energy head exactly as a user's
 // classifier is (loadEnergyClassifier with the fixture's conventions) and compared with float64
 // torch.autograd: logits, E(x,y), E(x) and the input gradients of the joint, logp and dual
 // objectives, relative error <= 1e-4 (the fixture's `tolerance`). Two fixtures take images of
-// another size through the head's bilinear resize (--input-size: 32 -> 224, 64 -> 32). A wrong gradient rule for any
+// another size through the head's bilinear resize (--input-size: 32 -> 224, 48 -> 32). A wrong gradient rule for any
 // op in these graphs moves a gradient far past that bound.
 import assert from "node:assert/strict";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
@@ -29,6 +29,7 @@ Deno.test("zoo: the fixtures cover every family, both exporters, the special cas
       "efficientnet",
       "densenet",
       "swin",
+      "vgg",
     ]
   ) {
     assert.ok(families.has(family), `no zoo fixture of family ${family}`);

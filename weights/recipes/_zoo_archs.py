@@ -19,6 +19,7 @@ graphs a researcher's checkpoint would: run-time shapes (`x.shape` in reshapes),
 | `mobilenetv2` | Sandler et al. 2018 | ReLU6 (Clip with min/max inputs), inverted residuals |
 | `efficientnet` | Tan & Le 2019 | MBConv, SiLU, squeeze-excite with sigmoid, stochastic depth (eval) |
 | `densenet` | Huang et al. 2017 | BN-ReLU-Conv bottlenecks, Concat, transition AvgPool |
+| `vgg` | Simonyan & Zisserman 2015 | plain convs; PReLU/ELU/Mish/Softplus/SELU/CELU, reflect/replicate Pad, MaxPool, GlobalMaxPool or ReduceMax |
 | `swin` | Liu et al. 2021 | window attention (einsum), shifted windows (roll), relative position bias, patch merging (strided Slice) |
 """
 
@@ -558,6 +559,50 @@ class Swin(nn.Module):
         return self.head(self.ln(x).mean(dim=1))
 
 
+# --- VGG ---------------------------------------------------------------------------------------
+
+
+class VGG(nn.Module):
+    """VGG-style plain conv net (Simonyan & Zisserman 2015) with the knobs older and re-implemented
+    classifiers turn: the activation (PReLU, ELU, Mish, Softplus, LeakyReLU...), padding mode
+    (reflect/replicate pads export as Pad), max pooling, and a global max pool head (GlobalMaxPool
+    or ReduceMax via amax)."""
+
+    def __init__(self, width=8, classes=10, normalize=True, act="prelu", padding_mode="reflect",
+                 amax=False) -> None:
+        super().__init__()
+        self.norm = _maybe_norm(normalize)
+        acts = {
+            "prelu": lambda c: nn.PReLU(c, init=0.2),
+            "elu": lambda c: nn.ELU(0.7),
+            "mish": lambda c: nn.Mish(),
+            "softplus": lambda c: nn.Softplus(beta=2.0),
+            "leaky": lambda c: nn.LeakyReLU(0.1),
+            "selu": lambda c: nn.SELU(),
+            "celu": lambda c: nn.CELU(0.8),
+        }
+        kinds = act.split(",")
+        layers: list[nn.Module] = []
+        cin = 3
+        for i, cout in enumerate([width, 2 * width, 4 * width]):
+            a = kinds[i % len(kinds)]
+            layers += [
+                nn.Conv2d(cin, cout, 3, 1, 1, padding_mode=padding_mode), nn.BatchNorm2d(cout), acts[a](cout),
+                nn.Conv2d(cout, cout, 3, 1, 1, padding_mode=padding_mode), acts[a](cout),
+            ]
+            if i < 2:
+                layers.append(nn.MaxPool2d(2))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.amax = amax
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(self.norm(x))
+        x = x.amax(dim=(2, 3)) if self.amax else torch.flatten(F.adaptive_max_pool2d(x, 1), 1)
+        return self.fc(x)
+
+
 # --- registry -----------------------------------------------------------------------------------
 
 ARCHS = {
@@ -571,6 +616,7 @@ ARCHS = {
     "efficientnet": EfficientNet,
     "densenet": DenseNet,
     "swin": Swin,
+    "vgg": VGG,
 }
 
 

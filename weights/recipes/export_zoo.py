@@ -106,8 +106,17 @@ ZOO: list[dict] = [
     dict(name="resnet_imagenet224_k1000_from32_legacy_op17", family="resnet",
          kw={"classes": 1000, "normalize": False, "stem_stride": 2}, exporter="legacy", opset=17, dynamic=True,
          conv=IMAGENET_OUTSIDE, size=224, resize_from=32),
-    dict(name="convnext_from64_dynamo_op18", family="convnext", kw={}, exporter="dynamo", opset=18,
-         dynamic=True, conv=CIFAR_OUTSIDE, size=32, resize_from=64),
+    dict(name="convnext_from48_dynamo_op18", family="convnext", kw={}, exporter="dynamo", opset=18,
+         dynamic=True, conv=CIFAR_OUTSIDE, size=32, resize_from=48),
+    # more activations, paddings and pools (PReLU, ELU, LeakyReLU, Mish, Softplus, SELU; reflect
+    # and replicate Pad; MaxPool, GlobalMaxPool, ReduceMax) and opset-20 exact GELU
+    dict(name="vgg_prelu_elu_reflect_legacy_op13", family="vgg", kw={"act": "prelu,elu,leaky"}, exporter="legacy",
+         opset=13, dynamic=True, conv={}),
+    dict(name="vgg_mish_softplus_replicate_dynamo_op18", family="vgg",
+         kw={"act": "mish,softplus,selu", "padding_mode": "replicate", "amax": True}, exporter="dynamo", opset=18,
+         dynamic=True, conv={}),
+    dict(name="vit_dynamo_op20", family="vit", kw={"normalize": False}, exporter="dynamo", opset=20, dynamic=True,
+         conv=CIFAR_OUTSIDE),
 ]
 
 
