@@ -82,7 +82,27 @@ export {
   runBatched,
   runOnnx,
 } from "./lib/runtime/session.ts";
-export { type DenoiserIO, denoiserIO, onnxDenoiser } from "./lib/models/onnx_denoiser.ts";
+export {
+  type DenoiserIO,
+  denoiserIO,
+  type DenoiserSetup,
+  inspectDenoiser,
+  type InspectOptions,
+  modelFolder,
+  type Network,
+  networkDenoiser,
+  onnxDenoiser,
+} from "./lib/models/onnx_denoiser.ts";
+export {
+  type Converted,
+  convertOutput,
+  networkOutput,
+  type OutputSpec,
+  outputChannels,
+  PREDICTION_TYPES,
+  type PredictionType,
+  type VarianceType,
+} from "./lib/models/parameterisation.ts";
 export {
   buildMixtureDenoiser,
   type GaussianMixture,
@@ -175,6 +195,51 @@ export {
   strengthWeight,
 } from "./lib/guidance/strength.ts";
 export { buildMixtureClassifier } from "./lib/models/mixture.ts";
+export {
+  buildDenoiserPullback,
+  buildThroughDenoiser,
+  type DenoiserPullback,
+  loadDenoiserPullback,
+  type LoadThroughOptions,
+  loadThroughDenoiser,
+  OnnxDenoiserPullback,
+  PULLBACK_NAMES,
+  type PullbackOutputs,
+  THROUGH_NAMES,
+  ThroughDenoiser,
+  type ThroughDenoiserOptions,
+  type ThroughInfo,
+  type ThroughOutputs,
+  type ThroughPrediction,
+} from "./lib/energy/through_denoiser.ts";
+export {
+  buildNoiseAwareHead,
+  loadNoiseAwareClassifier,
+  NoiseAwareClassifier,
+  type TimedEnergySource,
+} from "./lib/energy/noise_aware.ts";
+export { inlineModel, prefixGraph } from "./lib/onnx/compose.ts";
+export {
+  buildMethod,
+  METHOD_NAMES,
+  methodDef,
+  METHODS,
+  type ResolvedMethod,
+  resolveMethod,
+} from "./lib/guidance/methods/registry.ts";
+export type { MethodDef } from "./lib/guidance/methods/method.ts";
+export type { MethodEnv } from "./lib/guidance/methods/env.ts";
+export type { ParamSpec, ParamValues } from "./lib/guidance/methods/params.ts";
+export { type StepGrid, stepGridFor } from "./lib/guidance/methods/step_grid.ts";
+export {
+  type CallCounts,
+  countingDenoiser,
+  countingPullback,
+  countingSource,
+  newCallCounts,
+} from "./lib/guidance/methods/counting.ts";
+export { recurrent, type RecurrenceSpec } from "./lib/guidance/recurrence.ts";
+export { type CompareRow, wilsonInterval } from "./lib/compare/results.ts";
 export { UsageError } from "./lib/errors.ts";
 
 import { UsageError } from "./lib/errors.ts";

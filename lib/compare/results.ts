@@ -23,7 +23,9 @@ export interface CompareRow {
   interval: [number, number] | null;
   /** Frechet distance in the evaluator's feature space. */
   fd: number | null;
+  /** Precision (Kynkaanniemi et al. 2019, k = 3) in the same feature space. */
   precision: number | null;
+  /** Recall (Kynkaanniemi et al. 2019, k = 3). */
   recall: number | null;
   /** Network calls per image: denoiser forwards, backward passes through it, classifier runs. */
   calls: { denoiser: number; denoiserVjp: number; classifier: number } | null;
