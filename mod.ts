@@ -43,6 +43,8 @@
 export {
   abarAt,
   cosineSchedule,
+  learnedLogBounds,
+  learnedLogVariance,
   linearSchedule,
   type NoiseSchedule,
   posteriorVariance,
@@ -51,6 +53,8 @@ export {
   scheduleFromSpec,
   type ScheduleSpec,
   scheduleSpecFromDiffusers,
+  type TimestepConvention,
+  timestepValue,
   type VarianceKind,
 } from "./lib/schedule.ts";
 export { type Spacing, stepPairs, thesisGrid, timestepGrid } from "./lib/timesteps.ts";
