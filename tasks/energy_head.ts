@@ -5,6 +5,8 @@
  * atomically.
  *   deno task energy-head --model in.onnx --out head.onnx [--mean r,g,b --std r,g,b]
  *     [--layout nchw|nhwc] [--range 01|pm1] [--output NAME] [--forward-only]
+ *     [--image-size h[,w] --input-size H[,W]]   (a head for hxw images that resizes them to the
+ *     classifier's HxW: lib/energy/resize.ts)
  * @module
  */
 import { compareLogits } from "../lib/energy/check.ts";
@@ -12,6 +14,7 @@ import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import type { InputConventions } from "../lib/energy/conventions.ts";
 import { buildEnergyHead, type HeadInfo } from "../lib/energy/head.ts";
 import { float32Classifier } from "../lib/energy/precision.ts";
+import { bilinearResize, parseInputSize } from "../lib/energy/resize.ts";
 import { writeFileAtomic } from "../lib/io/png.ts";
 import { encodeModel, type ModelProto } from "../lib/onnx/proto.ts";
 import { RandomStream } from "../lib/random.ts";
@@ -19,7 +22,9 @@ import { loadOnnx, readModelFile, sha256Hex } from "../lib/runtime/session.ts";
 import { choiceFlag, parseFlags, UsageError } from "./_args.ts";
 
 const USAGE = "usage: energy-head --model in.onnx --out head.onnx [--mean r,g,b --std r,g,b] " +
-  "[--layout nchw|nhwc] [--range 01|pm1] [--output NAME] [--forward-only]";
+  "[--layout nchw|nhwc] [--range 01|pm1] [--output NAME] [--forward-only] " +
+  "[--image-size h[,w] (the images the head takes) --input-size H[,W] (the classifier's; a " +
+  "bilinear resize, align_corners=False, goes in front)]";
 
 /** Parses a comma-separated list of finite numbers given to `--name`. */
 export function numberListFlag(name: string, raw: string | undefined): number[] | undefined {
@@ -54,6 +59,8 @@ export async function energyHeadTask(args: string[]): Promise<void> {
     range: { type: "string" },
     output: { type: "string" },
     "forward-only": { type: "boolean" },
+    "image-size": { type: "string" },
+    "input-size": { type: "string" },
     help: { type: "boolean" },
   });
   if (f.help) {
@@ -86,14 +93,39 @@ export async function energyHeadTask(args: string[]): Promise<void> {
     );
   }
 
+  const [imageSize, inputSize] = (["image-size", "input-size"] as const).map((flag) => {
+    try {
+      return f[flag] === undefined ? undefined : parseInputSize(f[flag], `--${flag}`);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  });
+  if (inputSize && !imageSize) {
+    throw new UsageError(
+      `--input-size needs --image-size: the size of the images the head will take (the ` +
+        `denoiser's), which it resizes to the classifier's --input-size`,
+    );
+  }
+
   const source = await readModelFile(f.model);
   const t0 = performance.now();
-  const { model, info } = buildEnergyHead(source, {
-    ...conv,
-    output: f.output,
-    gradient: !f["forward-only"],
-    source: f.model,
-  });
+  let built;
+  try {
+    built = buildEnergyHead(source, {
+      ...conv,
+      output: f.output,
+      gradient: !f["forward-only"],
+      source: f.model,
+      imageSize,
+      inputSize,
+    });
+  } catch (e) {
+    if (/ images but |--input-size/.test((e as Error).message)) {
+      throw new UsageError((e as Error).message);
+    }
+    throw e;
+  }
+  const { model, info } = built;
   const bytes = encodeModel(model);
   for (const note of info.notes) console.error(`energy-head: ${f.model}: ${note}`);
   const check = await checkAgainstClassifier(float32Classifier(source), bytes, info, conv);
@@ -106,9 +138,11 @@ export async function energyHeadTask(args: string[]): Promise<void> {
       `${
         info.mean ? ` mean [${info.mean}] std [${info.std}]` : ""
       }, ${model.graph.node.length} nodes ` +
-      `(${
-        opCounts(model)
-      }), ${info.batchRewrites.length} batch rewrite(s), batch-${check.n} logits ` +
+      `(${opCounts(model)}), ${info.batchRewrites.length} batch rewrite(s)${
+        info.resize
+          ? `, bilinear resize ${info.resize.from.join("x")} -> ${info.resize.to.join("x")}`
+          : ""
+      }, batch-${check.n} logits ` +
       `max |diff| vs classifier ${check.maxDiff.toExponential(1)}, sha256 ${sha256Hex(bytes)}`,
   );
 }
@@ -130,12 +164,14 @@ async function checkAgainstClassifier(
   const clf = await loadEnergyClassifier(head, { provider: "cpu" });
   const logits = (await clf.forward(x, n, new Array(n).fill(0))).logits;
   const raw = await loadOnnx(classifier, { provider: "cpu" });
+  // a head that resizes: the classifier gets the same resize, done in TypeScript
+  const r = info.resize;
   const { maxAbsDiff, maxAbsLogit } = await compareLogits(
     raw,
     conv,
-    x,
+    r ? bilinearResize(x, n, shape[0], r) : x,
     n,
-    shape,
+    r ? [shape[0], ...r.to] : shape,
     logits,
     info.outputKind,
   );

@@ -153,3 +153,49 @@ Deno.test("evaluate: a 64x64 1000-class evaluator scores 32x32 PNGs with --input
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("energy-head: --image-size and --input-size compile a head that resizes; guide runs it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "input_size_head_" });
+  try {
+    const head = `${dir}/head64.onnx`;
+    const refused = await cli([
+      "energy-head",
+      "--model",
+      clf64,
+      ...IMAGENET,
+      "--image-size",
+      "32",
+      "--out",
+      head,
+    ]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /takes 64x64 images but the images are 32x32 images; pass --input-size 64/,
+    );
+    assert.ok(!(await exists(head)));
+    const made = await cli([
+      "energy-head",
+      "--model",
+      clf64,
+      ...IMAGENET,
+      "--image-size",
+      "32",
+      "--input-size",
+      "64",
+      "--out",
+      head,
+    ]);
+    assert.equal(made.code, 0, made.stderr);
+    assert.match(made.stdout, /x \[N,3,32,32\].*bilinear resize 32x32 -> 64x64/);
+    const out = `${dir}/g`;
+    const ok = await cli(["guide", ...FAST, "--classifier", head, "--class", "5", "--out", out]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(
+      await exists(`${out}/images/class5/0.png`),
+      "a 1000-class model without names: class<i>",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
