@@ -54,12 +54,13 @@ Deno.test("shape_fold: every recorded shape of every zoo classifier is what ONNX
         const got = out[v].dims;
         assert.equal(got.length, dims.length, `${name}: rank of '${v}'`);
         dims.forEach((d, i) => {
-          if (d.dim_param) assert.equal(d.dim_param, "N", `${name}: symbol of '${v}'`);
-          const want = d.dim_param
-            ? n
-            : d.dim_value === undefined
-            ? undefined
-            : Number(d.dim_value);
+          // Symbols: the batch N, or a product with it ("4*N": a window partition's N * 4).
+          const sym = d.dim_param?.split("*").reduce((acc, f) => {
+            if (f === "N") return acc * n;
+            assert.match(f, /^[0-9]+$/, `${name}: symbol ${d.dim_param} of '${v}'`);
+            return acc * Number(f);
+          }, 1);
+          const want = sym ?? (d.dim_value === undefined ? undefined : Number(d.dim_value));
           if (want !== undefined) {
             assert.equal(
               got[i],

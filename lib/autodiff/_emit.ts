@@ -144,15 +144,18 @@ export function unbroadcast(
       d !== undefined && (d === sg[i] || (typeof d === "number" && d !== 1))
     );
     if (so.length === sg.length && kept.every((k) => k)) return g;
-    if (so.every((d) => typeof d === "number")) {
+    // Static axes when every axis is kept or has operand size 1 (summed; a no-op where g's
+    // size is 1 too); symbolic sizes elsewhere are fine.
+    if (padded.every((d, i) => kept[i] || d === 1)) {
       const axes = padded.flatMap((d, i) => d === 1 && sg[i] !== 1 ? [i] : []);
       const summed = axes.length === 0
         ? g
         : b.node("ReduceSum", [g, i64Const(b, axes)], { keepdims: 1 });
       // summed now has the shape `padded` (summed axes are 1, the others match g's sizes).
-      return so.length === sg.length
-        ? summed
-        : b.node("Reshape", [summed, i64Const(b, so as number[])], { allowzero: 1 });
+      if (so.length === sg.length) return summed;
+      return so.every((d) => typeof d === "number")
+        ? b.node("Reshape", [summed, i64Const(b, so as number[])], { allowzero: 1 })
+        : reshapeLike(b, summed, operand);
     }
   }
   const sa = b.node("Shape", [operand]);

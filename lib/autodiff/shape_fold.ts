@@ -17,6 +17,7 @@
 import { type DecodedAttr, getAttr, type GraphBuilder } from "../onnx/builder.ts";
 import { DataType, type NodeProto, type TensorProto, type ValueInfoProto } from "../onnx/proto.ts";
 import { makeTensor, tensorToFloat64 } from "../onnx/tensor.ts";
+import { parseEinsum } from "./rules_linear.ts";
 import { broadcastDims, type StaticDim, staticElemType } from "./static_info.ts";
 
 /** A small tensor's entries: numbers, symbols or unknown (row-major). */
@@ -243,6 +244,57 @@ function numbers(k: Known): number[] | undefined {
   return k.value && k.value.every((v) => typeof v === "number") ? k.value as number[] : undefined;
 }
 
+/**
+ * A dimension as a monomial c * s1 * s2 ...: symbols multiply into canonical compound symbols
+ * ("param:4*N" is four times N), so that a window partition's [N * 4, 64, C] is one size
+ * throughout the graph. Equal strings denote equal sizes; nothing else is assumed.
+ */
+interface Monomial {
+  c: number;
+  syms: string[];
+}
+
+function monomial(d: StaticDim): Monomial | undefined {
+  if (typeof d === "number") return { c: d, syms: [] };
+  if (typeof d !== "string") return undefined;
+  const m: Monomial = { c: 1, syms: [] };
+  for (const p of d.replace(/^param:/, "").split("*")) {
+    if (/^[0-9]+$/.test(p)) m.c *= Number(p);
+    else m.syms.push(p);
+  }
+  return m;
+}
+
+function fromMonomial(m: Monomial): StaticDim {
+  if (m.syms.length === 0 || m.c === 0) return m.c;
+  const parts = [...(m.c === 1 ? [] : [String(m.c)]), ...[...m.syms].sort()];
+  return `param:${parts.join("*")}`;
+}
+
+/** a * b for dims (numbers, symbols, compound symbols). */
+function dimMul(a: StaticDim, b: StaticDim): StaticDim {
+  const [x, y] = [monomial(a), monomial(b)];
+  return x && y ? fromMonomial({ c: x.c * y.c, syms: [...x.syms, ...y.syms] }) : undefined;
+}
+
+/** a / b for dims when it divides exactly (b's symbols among a's, b's number dividing a's). */
+function dimDiv(a: StaticDim, b: StaticDim): StaticDim {
+  const [x, y] = [monomial(a), monomial(b)];
+  if (!x || !y || y.c === 0 || x.c % y.c !== 0) return undefined;
+  const syms = [...x.syms];
+  for (const s of y.syms) {
+    const i = syms.indexOf(s);
+    if (i < 0) return undefined;
+    syms.splice(i, 1);
+  }
+  return fromMonomial({ c: x.c / y.c, syms });
+}
+
+/** Product of dims (a number when all are numbers; a compound symbol with symbols). */
+function dimProduct(s: readonly StaticDim[]): StaticDim {
+  return s.reduce<StaticDim>((acc, d) => dimMul(acc, d), 1);
+}
+
 const size = (s: readonly StaticDim[]) =>
   s.every((d) => typeof d === "number") ? (s as number[]).reduce((a, d) => a * d, 1) : undefined;
 
@@ -267,7 +319,8 @@ function arith(op: string, a: StaticDim, c: StaticDim, integer: boolean): Static
     }
     return undefined;
   }
-  if (op === "Mul" && (a === 1 || c === 1)) return a === 1 ? c : a;
+  if (op === "Mul") return dimMul(a, c);
+  if (op === "Div" && integer) return dimDiv(a, c);
   if ((op === "Add" || op === "Sub") && c === 0) return a;
   if (op === "Add" && a === 0) return c;
   if (op === "Div" && c === 1) return a;
@@ -306,27 +359,8 @@ function reshapeShape(x: StaticDim[] | undefined, to: Entries, allowzero: boolea
   if (minus < 0) return out;
   out[minus] = undefined;
   if (!x) return out;
-  // total(x) / product(other entries), numbers and symbols cancelled as multisets.
-  const num: number[] = [], syms: string[] = [];
-  for (const d of x) {
-    if (typeof d === "number") num.push(d);
-    else if (typeof d === "string") syms.push(d);
-    else return out;
-  }
-  let c = num.reduce((a, d) => a * d, 1);
-  for (const [i, d] of out.entries()) {
-    if (i === minus) continue;
-    if (typeof d === "number") {
-      if (d === 0 || c % d !== 0) return out;
-      c /= d;
-    } else if (typeof d === "string") {
-      const j = syms.indexOf(d);
-      if (j < 0) return out;
-      syms.splice(j, 1);
-    } else return out;
-  }
-  if (syms.length === 0) out[minus] = c;
-  else if (syms.length === 1 && c === 1) out[minus] = syms[0];
+  // total(x) / product(other entries), as monomials (numbers and symbols cancel).
+  out[minus] = dimDiv(dimProduct(x), dimProduct(out.filter((_, i) => i !== minus)));
   return out;
 }
 
@@ -475,7 +509,7 @@ function inferNode(b: GraphBuilder, n: NodeProto, get: (v: string) => Known): Kn
     case "Flatten": {
       if (!xs) return [{ type: X.type }];
       const axis = ax(int(n, "axis", 1), xs.length);
-      const prod = (s: StaticDim[]) => s.length === 0 ? 1 : s.length === 1 ? s[0] : size(s);
+      const prod = (s: StaticDim[]) => dimProduct(s);
       return [{ shape: [prod(xs.slice(0, axis)), prod(xs.slice(axis))], type: X.type }];
     }
     case "Transpose": {
@@ -696,7 +730,7 @@ function inferNode(b: GraphBuilder, n: NodeProto, get: (v: string) => Known): Kn
       return [{ shape, type: X.type }];
     }
     case "Einsum":
-      return [{ type: X.type }];
+      return [{ shape: einsumShape(n, n.input.map((v) => get(v).shape)), type: X.type }];
     case "OneHot": {
       const depth = numbers(get(n.input[1]))?.[0];
       if (!xs) return [{ type: get(n.input[2]).type }];
@@ -727,6 +761,35 @@ function inferNode(b: GraphBuilder, n: NodeProto, get: (v: string) => Known): Kn
   }
   if (SAME_SHAPE_OPS.has(op)) return same();
   return [];
+}
+
+/** Output shape of an Einsum from its operands' shapes (letters by size, ellipsis broadcast). */
+function einsumShape(
+  n: NodeProto,
+  shapes: (StaticDim[] | undefined)[],
+): StaticDim[] | undefined {
+  const eq = parseEinsum(String(getAttr(n, "equation", "")));
+  if (eq.inputs.length !== shapes.length || shapes.some((s) => !s)) return undefined;
+  const letters = new Map<string, StaticDim>();
+  const ellipses: StaticDim[][] = [];
+  for (const [k, term] of eq.inputs.entries()) {
+    const dims = shapes[k]!;
+    const e = term.indexOf("...");
+    const width = dims.length - (term.length - (e >= 0 ? 1 : 0));
+    if (width < 0 || (e < 0 && width !== 0)) return undefined;
+    let j = 0;
+    for (const t of term) {
+      if (t === "...") {
+        ellipses.push(dims.slice(j, j + width));
+        j += width;
+        continue;
+      }
+      const d = dims[j++], had = letters.get(t);
+      if (had === undefined || had === 1 || (typeof d === "number" && d !== 1)) letters.set(t, d);
+    }
+  }
+  const ell = broadcastDims(ellipses);
+  return eq.output.flatMap((t) => (t === "..." ? ell : [letters.get(t)]));
 }
 
 /** Ops whose first output has exactly the shape and type of their first input. */
