@@ -8,7 +8,7 @@ import { decodePng } from "../lib/io/png.ts";
 import { buildMixtureClassifier, gaussianMixture } from "../lib/models/mixture.ts";
 import { inspectDenoiser, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { GraphBuilder } from "../lib/onnx/builder.ts";
-import { DataType } from "../lib/onnx/proto.ts";
+import { DataType, decodeModel, encodeModel } from "../lib/onnx/proto.ts";
 import { loadOnnx } from "../lib/runtime/session.ts";
 import { linearSchedule } from "../lib/schedule.ts";
 import { RandomStream } from "../lib/random.ts";
@@ -289,5 +289,62 @@ Deno.test("a manifest ADM entry declares its parameterisation and timestep conve
   ]);
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--prediction\/--timestep are for models given by path/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a model whose weights live in an external .data file loads by path, and says so when it cannot", async () => {
+  // move every initializer of the tiny ADM into one external file, as export_adm.py does > 2 GB
+  const model = decodeModel(await Deno.readFile(`${root}${ADM64}`));
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  for (const t of model.graph.initializer ?? []) {
+    const raw = t.raw_data;
+    if (!raw || raw.length < 1024) continue;
+    parts.push(raw);
+    const ext = t as typeof t & {
+      external_data?: { key: string; value: string }[];
+      data_location?: number;
+    };
+    ext.external_data = [
+      { key: "location", value: "ext.onnx.data" },
+      { key: "offset", value: String(offset) },
+      { key: "length", value: String(raw.length) },
+    ];
+    ext.data_location = 1;
+    delete t.raw_data;
+    offset += raw.length;
+  }
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/ext.onnx`, encodeModel(model));
+  const data = new Uint8Array(offset);
+  parts.reduce((o, p) => (data.set(p, o), o + p.length), 0);
+  await Deno.writeFile(`${dir}/ext.onnx.data`, data);
+  const ref = JSON.parse(await Deno.readTextFile(`${root}tests/fixtures/adm/tiny_adm64.ref.json`));
+  const m = await loadOnnx(`${dir}/ext.onnx`, { provider: "cpu" });
+  const res = await m.session.run({
+    x: new ort.Tensor("float32", f32(ref.x), [1, 3, 64, 64]),
+    t: new ort.Tensor("float32", Float32Array.from(ref.t), [1]),
+  });
+  const got = res.out.data as Float32Array, want = f32(ref.out);
+  let err = 0;
+  for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+  assert.ok(err < 1e-4, `max abs error ${err}`);
+  const r = await cli([
+    "sample",
+    "--model",
+    `${dir}/ext.onnx`,
+    "--n",
+    "1",
+    "--steps",
+    "2",
+    "--out",
+    `${dir}/o`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  await Deno.rename(`${dir}/ext.onnx.data`, `${dir}/elsewhere.data`);
+  const bad = await cli(["sample", "--model", `${dir}/ext.onnx`, "--out", `${dir}/o2`]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /keeps its weights in ext\.onnx\.data, which cannot be read/);
+  assert.equal(await exists(`${dir}/o2`), false);
   await Deno.remove(dir, { recursive: true });
 });
