@@ -398,9 +398,10 @@ export async function guideTask(args: string[]): Promise<void> {
   const shardText = shard.count > 1 ? ` (shard ${shard.index}/${shard.count})` : "";
   console.error(
     `guide: ${plan.todo.length} of ${plan.mine.length} images to make${shardText} ` +
-      `(${classes.length} classes x ${seeds.length} seeds), ${direction.kind} s=${scale} ` +
-      `${
-        formatStrength(strength.spec)
+      `(${classes.length} classes x ${seeds.length} seeds), ${
+        rival
+          ? `method ${method.def.name} ${JSON.stringify(method.params)}`
+          : `${direction.kind} s=${scale} ${formatStrength(strength.spec)}`
       }, ${sampler} ${steps} steps, model ${modelRef}, classifier ${clfRef}`,
   );
   const tick = progress("guide", Math.ceil(plan.todo.length / config.batchSize) * steps, "steps");
