@@ -12,6 +12,7 @@ import { looksLikePath, weightsBaseFrom } from "../lib/weights.ts";
 import { choiceFlag, numberFlag, UsageError, versions } from "./_args.ts";
 import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
 import { DEFAULT_CIFAR10 } from "./build_mixture.ts";
+import { parseInputSize } from "../lib/energy/resize.ts";
 
 /** The three classifiers of ../shared/models (manifest ids), the default set. */
 export const SHARED_CLASSIFIERS = [
@@ -36,6 +37,7 @@ export const EVAL_FLAGS = {
   std: { type: "string" },
   range: { type: "string" },
   layout: { type: "string" },
+  "input-size": { type: "string" },
   help: { type: "boolean" },
 } as const;
 
@@ -53,7 +55,9 @@ export const EVAL_USAGE = `  --classifier <id|path>  a classifier; repeat for se
   --provider auto|cpu|cuda  execution provider (default auto)
   --weights <dir>       weights folder with manifest.json (default weights/)
   --mean/--std r,g,b --range 01|pm1 --layout nchw|nhwc
-                        input conventions of classifiers given by path (manifest ids carry theirs)`;
+                        input conventions of classifiers given by path (manifest ids carry theirs)
+  --input-size H[,W]    feed the classifiers HxW images: a bilinear resize (align_corners=False, no
+                        antialias) of the 32x32 CIFAR-10 images inside each energy head`;
 
 /** The parsed common flags. */
 export interface EvalFlags {
@@ -71,6 +75,7 @@ export interface EvalFlags {
   std?: string;
   range?: string;
   layout?: string;
+  "input-size"?: string;
 }
 
 /** A loaded classifier with what the result file records about it. */
@@ -106,6 +111,12 @@ export async function loadEvalClassifiers(f: EvalFlags): Promise<EvalClassifier[
   const threads = f.threads === undefined
     ? undefined
     : numberFlag("threads", f.threads, 0, { int: true, min: 1 });
+  let inputSize: [number, number] | undefined;
+  try {
+    inputSize = f["input-size"] === undefined ? undefined : parseInputSize(f["input-size"]);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   const out: EvalClassifier[] = [];
   for (const ref of refs) {
     const { classifier, resolved } = await loadClassifierRef(ref, base, {
@@ -113,6 +124,8 @@ export async function loadEvalClassifiers(f: EvalFlags): Promise<EvalClassifier[
       provider,
       batch,
       threads,
+      // CIFAR-10 images are 32x32; --input-size resizes them inside the head (lib/energy/resize.ts)
+      ...(inputSize ? { imageSize: [32, 32] as const, inputSize, imagesFrom: "CIFAR-10" } : {}),
     });
     if (classifier.numClasses !== CIFAR10_CLASSES.length) {
       await classifier.release();
@@ -126,7 +139,9 @@ export async function loadEvalClassifiers(f: EvalFlags): Promise<EvalClassifier[
       await classifier.release();
       throw new UsageError(
         `classifier ${ref} takes ${shape} images; CIFAR-10 images are 3x32x32: pass a ` +
-          `CIFAR-10 classifier`,
+          `CIFAR-10 classifier, or --input-size ${
+            classifier.info.inputShape.slice(1).join(",")
+          } to resize the images inside its energy head`,
       );
     }
     out.push({ ref, sha256: resolved.sha256, location: resolved.location, classifier });

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { decodePng, encodePng } from "../lib/io/png.ts";
 import { RandomStream } from "../lib/random.ts";
+import { tinyLinear } from "./_energy_models.ts";
 import { cli, exists } from "./_hardening.ts";
 import { ZOO_DIR } from "./_zoo.ts";
 
@@ -195,6 +196,53 @@ Deno.test("energy-head: --image-size and --input-size compile a head that resize
       await exists(`${out}/images/class5/0.png`),
       "a 1000-class model without names: class<i>",
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("robust-accuracy: a 10-class 48x48 classifier on CIFAR-10's 32x32 images with --input-size", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "input_size_eval_" });
+  try {
+    const rng = new RandomStream(5);
+    const rec = new Uint8Array(6 * 3073); // a CIFAR-10 binary batch of 6 random images
+    for (let i = 0; i < 6; i++) {
+      rec[i * 3073] = i % 10;
+      for (let j = 1; j < 3073; j++) rec[i * 3073 + j] = Math.floor(rng.uniform() * 256);
+    }
+    await Deno.writeFile(`${dir}/test_batch.bin`, rec);
+    const model = `${dir}/linear48.onnx`;
+    await Deno.writeFile(model, tinyLinear({ C: 3, H: 48, W: 48, K: 10, seed: 4 }).bytes);
+    const args = [
+      "robust-accuracy",
+      "--classifier",
+      model,
+      "--range",
+      "01",
+      "--data",
+      dir,
+      "--limit",
+      "6",
+      "--eps",
+      "0,0.5",
+      "--steps",
+      "2",
+      "--threads",
+      "1",
+      "--provider",
+      "cpu",
+    ];
+    const refused = await cli([...args, "--out", `${dir}/a.json`]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /takes 3x48x48 images; CIFAR-10 images are 3x32x32: .*--input-size 48,48/,
+    );
+    const ok = await cli([...args, "--input-size", "48", "--out", `${dir}/b.json`]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const res = JSON.parse(await Deno.readTextFile(`${dir}/b.json`));
+    assert.equal(res.config.data.count, 6);
+    assert.ok(res.table.accuracy[1][0] <= res.table.accuracy[0][0]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
