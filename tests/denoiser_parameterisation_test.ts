@@ -21,6 +21,7 @@ import {
   timestepValue,
 } from "../lib/schedule.ts";
 import { ddpmStep } from "../lib/sampler/ddpm.ts";
+import { guided } from "../lib/guidance/guided.ts";
 import { sample, type SamplerConfig } from "../lib/sampler/loop.ts";
 import { MIX_SHAPE, testMixture } from "./_mixture_fixture.ts";
 
@@ -199,6 +200,18 @@ Deno.test("DDPM through the loop reads the model's v: v = +1 samples as fixed_la
       { ...cfg, variance: "learned" },
     );
     assert.ok(maxDiff(got, ref) < 2e-4, `v = ${v}: max |diff| ${maxDiff(got, ref)}`);
+    // guidance wraps the denoiser and passes the same context on: v still reaches the step
+    const wrapped = guided(networkDenoiser(mixtureNetwork(schedule, spec, "index", [], v), spec), {
+      classifier: {} as never, // scale 0: never called
+      direction: { kind: "joint" },
+      scale: 0,
+      strength: { spec: { kind: "sqrt" }, activation: 0 },
+      labels: [0, 0, 0, 0],
+      point: "xt",
+      form: "eps",
+    });
+    const viaGuided = await sample(wrapped, { ...cfg, variance: "learned" });
+    assert.ok(maxDiff(viaGuided, ref) < 2e-4, `guided, v = ${v}`);
   }
 });
 
