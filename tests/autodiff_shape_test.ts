@@ -1,11 +1,13 @@
 // appendVjp for ops that move elements (reshape family, Transpose, Concat, Split, Slice, Pad,
 // Gather, Tile, Expand, Identity, Dropout) across their attribute-vs-input opset variants,
 // against central finite differences in float64 (tolerance 1e-6 relative; tests/_vjp_check.ts).
+import assert from "node:assert/strict";
 import fc from "fast-check";
-import { float } from "../lib/onnx/builder.ts";
-import { DataType } from "../lib/onnx/proto.ts";
+import { float, type GraphBuilder } from "../lib/onnx/builder.ts";
+import { DataType, decodeModel } from "../lib/onnx/proto.ts";
+import { RandomStream } from "../lib/random.ts";
 import { ints, property, randomConst, seedArb, shapeArb } from "./_vjp_arbitraries.ts";
-import { checkVjp } from "./_vjp_check.ts";
+import { buildCase, checkVjp } from "./_vjp_check.ts";
 
 const D = DataType.DOUBLE;
 
@@ -293,4 +295,56 @@ property(
       opset,
       seed,
     }, `Dropout@${opset}`),
+);
+
+property(
+  "vjp: Slice with positive steps and Gather of one index or a run, static sizes: padded back " +
+    "(no scatter), symbolic batch allowed",
+  fc.record({
+    op: fc.constantFrom("Slice", "GatherScalar", "GatherRun"),
+    dims: shapeArb(2, 4, 6),
+    p: picks(12),
+    symbolicBatch: fc.boolean(),
+    seed: seedArb,
+  }),
+  ({ op, dims, p, symbolicBatch, seed }) => {
+    const r = dims.length;
+    // Sliced / gathered axes other than the batch when the batch is symbolic.
+    const first = symbolicBatch ? 1 : 0;
+    const axis = first + (p[0] % (r - first));
+    const d = dims[axis];
+    const build = (b: GraphBuilder, x: string) => {
+      const y = b.node("Sin", [x]);
+      if (op === "Slice") {
+        const step = 1 + (p[1] % 3), s = p[2] % d, e = s + 1 + (p[3] % (d - s));
+        const neg = p[4] % 2 === 0;
+        return b.node("Slice", [
+          y,
+          ints(b, [neg ? s - d : s]),
+          ints(b, [p[5] % 3 === 0 ? 1e9 : e]),
+          ints(b, [neg ? axis - r : axis]),
+          ints(b, [step]),
+        ]);
+      }
+      const i = p[1] % d;
+      if (op === "GatherScalar") {
+        return b.node("Gather", [y, b.i64("i", i - (p[2] % 2) * d, [])], { axis });
+      }
+      const m = 1 + (p[3] % (d - i));
+      return b.node("Gather", [y, ints(b, Array.from({ length: m }, (_, k) => i + k))], { axis });
+    };
+    const declaredDims = dims.map((n, i) => (symbolicBatch && i === 0 ? "N" : n));
+    const c = {
+      build,
+      xDims: dims,
+      declaredDims,
+      precision: "double" as const,
+      seed,
+    };
+    const ops = decodeModel(buildCase(c, new RandomStream(seed)).bytes).graph.node.map((n) =>
+      n.op_type
+    );
+    assert.ok(!ops.includes("ScatterElements"), `${op}: the static form has no scatter`);
+    return checkVjp(c, `${op} axis ${axis} of [${dims}]`);
+  },
 );
