@@ -34,9 +34,18 @@
  * });
  * ```
  *
- * As a command line (also remotely: `deno run -A <url>/mod.ts sample ...`):
- * `deno run -A mod.ts <task> [flags]`; tasks: sample, guide, energy-head, energy-stats,
- * strength-plot, build-mixture. `--help` on each.
+ * As a command line: `npx deno run -A mod.ts <task> [flags]` in a checkout after `npm ci`
+ * (`npx deno task <task>` is the same), or remotely `deno run -A <url>/mod.ts <task>`.
+ * `--help` on each task lists its flags. The tasks ({@link TASK_NAMES}):
+ * - sampling: `sample` (unconditional DDIM/DDPM/fast solvers), `guide` (classifier-guided,
+ *   Alg 6), `merge` (joins the shards of a sharded run), `strength-plot` (w(t) schedules)
+ * - classifiers as energy models: `energy-head` (compile a head), `energy-stats` (Estar_y of
+ *   dual guidance), `energy-curve`, `robust-accuracy`, `noise-accuracy`
+ * - evaluation and experiments: `evaluate` (target accuracy, IS, FD, precision/recall),
+ *   `sweep` (guide x evaluate over a grid), `compare` (guidance methods in one harness),
+ *   `sampler-tradeoff` (fast samplers: steps vs quality), `report` (self-contained HTML)
+ * - models and set-up: `weights` (manifest, missing models, `--add`), `build-mixture` (the exact
+ *   mixture denoiser), `cuda-setup` (onnxruntime-node's CUDA provider)
  * @module
  */
 
@@ -157,6 +166,8 @@ export {
   type HeadInfo,
   readHeadInfo,
 } from "./lib/energy/head.ts";
+export { type ResizeOptions, type ResizeSpec } from "./lib/energy/resize.ts";
+export { type LogitsTrace } from "./lib/energy/logits.ts";
 export { type BatchRewrite } from "./lib/energy/dynamic_batch.ts";
 export {
   type Coefficients,
@@ -204,8 +215,8 @@ export {
   buildThroughDenoiser,
   type DenoiserPullback,
   loadDenoiserPullback,
-  type LoadThroughOptions,
   loadThroughDenoiser,
+  type LoadThroughOptions,
   OnnxDenoiserPullback,
   PULLBACK_NAMES,
   type PullbackOutputs,
@@ -242,7 +253,7 @@ export {
   countingSource,
   newCallCounts,
 } from "./lib/guidance/methods/counting.ts";
-export { recurrent, type RecurrenceSpec } from "./lib/guidance/recurrence.ts";
+export { type RecurrenceSpec, recurrent } from "./lib/guidance/recurrence.ts";
 export { type CompareRow, wilsonInterval } from "./lib/compare/results.ts";
 export { UsageError } from "./lib/errors.ts";
 
@@ -267,6 +278,9 @@ const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = 
   "report": async () => (await import("./tasks/report.ts")).reportTask,
   "cuda-setup": async () => (await import("./tasks/cuda_setup.ts")).cudaSetupTask,
 };
+
+/** The tasks of the command line (`deno run -A mod.ts <task>`), in the order `--help` lists them. */
+export const TASK_NAMES: readonly string[] = Object.keys(TASKS);
 
 /** Runs a task by name with its arguments; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {

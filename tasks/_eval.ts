@@ -157,6 +157,7 @@ export async function loadEvalData(f: EvalFlags): Promise<EvalData> {
     ? undefined
     : numberFlag("limit", f.limit, 0, { int: true, min: 1 });
   const data = await loadCifar10(path, split, { limit });
+  data.notes?.forEach((n) => console.error(`note: ${n}`));
   return { split: data, config: { path, split, limit: limit ?? null, count: data.count } };
 }
 

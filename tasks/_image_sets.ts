@@ -127,6 +127,7 @@ export async function readSet(
     } catch (e) {
       throw new UsageError(`${(e as Error).message} (set the archive with --data <path>)`);
     }
+    split.notes?.forEach((n) => console.error(`note: ${n}`));
     const labels = opts.classNames ? cifarLabels(split.labels, opts.classNames) : null;
     return { images: split.images, count: split.count, labels };
   }

@@ -84,6 +84,7 @@ export async function buildMixtureTask(args: string[]): Promise<void> {
   const id = f.id ?? "mixture-cifar10";
   const manifestPath = f.manifest ?? "weights/manifest.json";
   const train = await loadCifar10(data, "train");
+  train.notes?.forEach((n) => console.error(`note: ${n}`));
   const mix = fitClassMixture(train.images, train.labels);
   const bytes = buildMixtureDenoiser(mix, scheduleFromSpec(DEFAULT_SCHEDULE), {
     c: 3,

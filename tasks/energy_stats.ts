@@ -105,6 +105,7 @@ export async function energyStatsTask(args: string[]): Promise<void> {
     throw new UsageError(`classifier ${ref} has ${classifier.numClasses} classes; CIFAR-10 has 10`);
   }
   const data = await loadCifar10(f.data ?? DEFAULT_CIFAR10, split, { limit });
+  data.notes?.forEach((n) => console.error(`note: ${n}`));
   const per = 3 * 32 * 32, chunk = 256;
   const sum = new Float64Array(10 * 2), sq = new Float64Array(10 * 2), cnt = new Float64Array(10);
   const correct = new Float64Array(10);

@@ -48,7 +48,15 @@ export interface Cifar10Split {
   labels: Uint8Array;
   /** Number of records. */
   count: number;
+  /**
+   * What a caller should tell the user (loadCifar10): a batch file holding another number of
+   * records than the official 10000 (cut short at a record boundary?), a limit above the data.
+   */
+  notes?: string[];
 }
+
+/** Records in each official batch file. */
+const OFFICIAL_BATCH_RECORDS = 10000;
 
 /** Decompressed archives by path/size/mtime, so loading train then test gunzips once. */
 const archiveCache = new Map<string, Promise<Map<string, Uint8Array>>>();
@@ -69,7 +77,8 @@ export function clearCifar10Cache(): void {
  * @param split `"train"` (data_batch_1..5 concatenated in order, 50000 records) or `"test"`
  *   (test_batch, 10000 records).
  * @param opts.limit keep only the first `limit` records (a positive integer); a limit above the
- *   split size returns the whole split. Every batch file that is read is still fully validated.
+ *   split size returns the whole split (said in `notes`). Every batch file that is read is still
+ *   fully validated; one with another number of records than 10000 is said in `notes`.
  * @returns the decoded split; the archive is decompressed once per process and path.
  */
 export async function loadCifar10(
@@ -93,6 +102,22 @@ export async function loadCifar10(
   const counts = batches.map((b) => validateBatch(b.bytes, b.name));
   for (const c of counts) total += c;
   const count = Math.min(total, limit);
+  const notes: string[] = [];
+  batches.forEach((b, i) => {
+    if (counts[i] !== OFFICIAL_BATCH_RECORDS) {
+      notes.push(
+        `CIFAR-10 batch ${b.name} holds ${counts[i]} records, an official batch holds ` +
+          `${OFFICIAL_BATCH_RECORDS}: the file may be cut short (at a record boundary); ` +
+          `re-extract it if this is not a subset made on purpose`,
+      );
+    }
+  });
+  if (limit !== Infinity && limit > total) {
+    notes.push(
+      `limit ${limit} is above the ${total} records of the ${split} split in ${path}; ` +
+        `using all ${total}`,
+    );
+  }
   const images = new Uint8Array(count * PIXELS);
   const labels = new Uint8Array(count);
   let done = 0;
@@ -106,7 +131,7 @@ export async function loadCifar10(
       done,
     );
   }
-  return { images, labels, count };
+  return notes.length ? { images, labels, count, notes } : { images, labels, count };
 }
 
 /**
