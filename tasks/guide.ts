@@ -230,9 +230,9 @@ export async function guideTask(args: string[]): Promise<void> {
     conventions: conventionsFromFlags(f),
     provider,
     threads,
-    imageSize: [h, w],
-    inputSize,
-    imagesFrom,
+    // --input-size: a head for the denoiser's images that resizes them; without it a classifier
+    // of another size is refused below (checkRunModels), naming both models and their shapes
+    ...(inputSize ? { imageSize: [h, w] as const, inputSize, imagesFrom } : {}),
   });
   let names: string[];
   try {
@@ -283,9 +283,9 @@ export async function guideTask(args: string[]): Promise<void> {
       provider,
       threads,
       flag: "--evaluator",
-      imageSize: [h, w],
-      inputSize: evaluatorInputSize,
-      imagesFrom,
+      ...(evaluatorInputSize
+        ? { imageSize: [h, w] as const, inputSize: evaluatorInputSize, imagesFrom }
+        : {}),
     });
   const evaluator = evaluatorLoaded?.classifier;
   if (evaluator && evaluator.numClasses !== classifier.numClasses) {

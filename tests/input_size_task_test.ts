@@ -39,7 +39,7 @@ Deno.test("guide: a 64x64 classifier of 1000 classes guides 32x32 images with --
     assert.equal(refused.code, 2, refused.stderr);
     assert.match(
       refused.stderr,
-      /--classifier .*resnet_imagenet64_k1000_dynamo_op18\.onnx \(input 'input'\) takes 64x64 images but the denoiser mixture-cifar10 makes 32x32 images; pass --input-size 64/,
+      /classifier .*resnet_imagenet64_k1000_dynamo_op18\.onnx takes 3x64x64 images, the denoiser mixture-cifar10 makes 3x32x32.*--input-size 64,64/,
     );
     assert.ok(!(await exists(`${dir}/a`)), "an output folder was created");
 
