@@ -119,11 +119,16 @@ export function guided(denoiser: Denoiser, cfg: GuidanceConfig): Denoiser {
         at[i] = v < -1 ? -1 : v > 1 ? 1 : v;
       }
     }
+    // where a first non-finite value sits: step, t, image (run position), seed, flat index
+    const located = (i: number) => {
+      const k = Math.floor(i / per);
+      return `step ${ctx.stepIndex + 1}/${ctx.steps} (t = ${t}, image ${ctx.items[k]}) ` +
+        `[seed ${ctx.seeds[k]}, flat index ${i}]`;
+    };
     const epsAt = firstNonFinite(eps);
     if (epsAt >= 0) {
       throw new NonFiniteError(
-        `the denoiser returned ${eps[epsAt]} at flat index ${epsAt} (image seed ` +
-          `${ctx.seeds[Math.floor(epsAt / per)]}), before guidance`,
+        `the denoiser returned ${eps[epsAt]} at ${located(epsAt)}, before guidance`,
         "the denoiser",
         eps[epsAt],
         epsAt,
@@ -143,9 +148,9 @@ export function guided(denoiser: Denoiser, cfg: GuidanceConfig): Denoiser {
     const gAt = firstNonFinite(g);
     if (gAt >= 0) {
       throw new NonFiniteError(
-        `the classifier's guidance gradient holds ${g[gAt]} at flat index ${gAt} (image seed ` +
-          `${ctx.seeds[Math.floor(gAt / per)]}, ${cfg.point === "x0" ? "at x0_hat" : "at x_t"}); ` +
-          `lower --scale, add --clip-grad, or check the classifier`,
+        `the classifier's guidance gradient holds ${g[gAt]} at ${located(gAt)}, evaluated ` +
+          `${cfg.point === "x0" ? "at x0_hat" : "at x_t"}; lower --scale, add --clip-grad, or ` +
+          `check the classifier`,
         "the classifier",
         g[gAt],
         gAt,
@@ -171,15 +176,11 @@ export function guided(denoiser: Denoiser, cfg: GuidanceConfig): Denoiser {
     for (let i = 0; i < out.length; i++) out[i] = eps[i] - k * g[i];
     const outAt = firstNonFinite(out);
     if (outAt >= 0) {
+      const gAbs = Math.abs(g[outAt]).toPrecision(3);
       throw new NonFiniteError(
         `the guidance arithmetic eps - s w(t) g (s w(t) = ${k.toPrecision(3)}) gave ` +
-          `${out[outAt]} at flat index ${outAt} (image seed ${
-            ctx.seeds[Math.floor(outAt / per)]
-          }) ` +
-          `from a finite eps (the denoiser's) and g (the classifier's, |g| = ` +
-          `${
-            Math.abs(g[outAt]).toPrecision(3)
-          }): it exceeds float32; lower --scale or add --clip-grad`,
+          `${out[outAt]} at ${located(outAt)} from a finite eps (the denoiser's) and g (the ` +
+          `classifier's, |g| = ${gAbs}): it exceeds float32; lower --scale or add --clip-grad`,
         "the guidance arithmetic",
         out[outAt],
         outAt,

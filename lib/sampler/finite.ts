@@ -53,13 +53,14 @@ export async function checkedDenoise(
   try {
     eps = await denoiser(x, t, ctx);
   } catch (e) {
-    if (e instanceof NonFiniteError && !e.message.startsWith("step ")) {
+    if (e instanceof NonFiniteError) {
       // an ONNX output check names the file only; the wrapped call is the denoiser's unless
       // guidance already said who ("the classifier ...", "the guidance arithmetic")
       const named = e.where.startsWith("the ");
       const where = named ? e.where : `the denoiser (${e.where})`;
+      const located = /\bstep \d+\/\d+ \(t = /.test(e.message);
       throw new NonFiniteError(
-        `${stepText(ctx, t)}: ${named ? "" : "the denoiser: "}${e.message}` +
+        (located ? "" : `${stepText(ctx, t)}: `) + (named ? "" : "the denoiser: ") + e.message +
           (where.startsWith("the denoiser") ? inputNote(x) : ""),
         where,
         e.value,
