@@ -8,6 +8,7 @@ import { claimRunFolder, fileExists, type Shard, shardPositions } from "../lib/s
 import { decodePng, encodePng, writeFileAtomic } from "../lib/io/png.ts";
 import { toTiles } from "../lib/io/outputs.ts";
 import type { BatchEvent, ImageShape } from "../lib/sampler/loop.ts";
+import { progress } from "../lib/progress.ts";
 
 /** One image of a run: its seed and its file, relative to the run folder. */
 export interface RunItem {
@@ -79,7 +80,13 @@ export async function planRun(
   const mine = shardPositions(items.length, shard);
   const todo: number[] = [];
   const damaged: RunPlan["damaged"] = [];
+  // a large folder takes a while to check: say so (count, rate, ETA)
+  const tick = mine.length > LARGE_RUN
+    ? progress("checking finished images", mine.length)
+    : undefined;
+  let checked = 0;
   for (const p of mine) {
+    tick?.(++checked);
     const path = `${out}/${items[p].file}`;
     if (!(await fileExists(path))) {
       todo.push(p);
