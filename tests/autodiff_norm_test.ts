@@ -1,12 +1,12 @@
-// appendVjp for LayerNormalization, InstanceNormalization and GroupNormalization
-// (rules_norm.ts): one-op graphs with random scale and bias, checked against central finite
+// appendVjp for LayerNormalization, InstanceNormalization, GroupNormalization, LpNormalization
+// and RMSNormalization (rules_norm.ts): one-op graphs with random scale and bias, checked against central finite
 // differences (tests/_vjp_check.ts); float64 where ONNX Runtime has the kernel
 // (LayerNormalization), float32 otherwise.
 import fc from "fast-check";
 import { float } from "../lib/onnx/builder.ts";
 import { DataType } from "../lib/onnx/proto.ts";
 import { property, randomConst, seedArb, shapeArb } from "./_vjp_arbitraries.ts";
-import { checkVjp } from "./_vjp_check.ts";
+import { awayFromZero, checkVjp } from "./_vjp_check.ts";
 
 property(
   "vjp: LayerNormalization, any axis (negative or positive), epsilon, scale and bias, opset " +
@@ -84,5 +84,52 @@ property(
       opset,
       seed,
     }, `GroupNormalization@${opset} G=${groups} C=${C}`);
+  },
+);
+
+property(
+  "vjp: LpNormalization p 1 and 2, any axis (float64)",
+  fc.record({
+    dims: shapeArb(1, 4, 4),
+    axisPick: fc.integer({ min: 0, max: 7 }),
+    p: fc.constantFrom(1, 2),
+    seed: seedArb,
+  }),
+  ({ dims, axisPick, p, seed }) => {
+    const axis = (axisPick % (2 * dims.length)) - dims.length;
+    return checkVjp({
+      build: (b, x) => b.node("LpNormalization", [x], { axis, p }),
+      xDims: dims,
+      precision: "double",
+      seed,
+      sample: awayFromZero(0.1), // |x| has a kink at 0
+      kinks: p === 1,
+    }, `LpNormalization p ${p} axis ${axis}`);
+  },
+);
+
+property(
+  "vjp: RMSNormalization (opset 23), negative or positive axis, scale (float64)",
+  fc.record({
+    dims: shapeArb(2, 4, 4),
+    axisPick: fc.integer({ min: 0, max: 7 }),
+    negative: fc.boolean(),
+    seed: seedArb,
+  }),
+  ({ dims, axisPick, negative, seed }) => {
+    const r = dims.length;
+    const axis = (axisPick % r) - (negative ? r : 0);
+    const norm = dims.slice(axis < 0 ? axis + r : axis);
+    return checkVjp({
+      build: (b, x) =>
+        b.node("RMSNormalization", [x, randomConst(b, norm, seed, DataType.DOUBLE, 0.3)], {
+          axis,
+          epsilon: float(1e-3),
+        }),
+      xDims: dims,
+      precision: "double",
+      opset: 23,
+      seed,
+    }, `RMSNormalization axis ${axis}`);
   },
 );

@@ -2,9 +2,12 @@
 // builds a one- or two-op graph, appends the VJP of sum(w * f(x)) and compares it with central
 // finite differences (tests/_vjp_check.ts). float64 graphs (tolerance 1e-6 relative) unless ORT
 // has only float32 kernels for the op (Softplus, Elu: tolerance 1e-2).
+import assert from "node:assert/strict";
+import * as ort from "onnxruntime-node";
 import fc from "fast-check";
+import { appendVjp } from "../lib/autodiff/vjp.ts";
 import { DataType } from "../lib/onnx/proto.ts";
-import { float, type GraphBuilder } from "../lib/onnx/builder.ts";
+import { float, GraphBuilder } from "../lib/onnx/builder.ts";
 import {
   broadcastShape,
   ints,
@@ -352,3 +355,44 @@ property(
       sample: awayFromZero(0.05),
     }, op),
 );
+
+property(
+  "vjp: Max/Min/Mean with 2-3 broadcasting inputs, ties split evenly (float64)",
+  fc.record({
+    op: fc.constantFrom("Max", "Min", "Mean"),
+    full: shapeArb(1, 3),
+    keep: fc.integer({ min: 1, max: 3 }),
+    ones: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
+    three: fc.boolean(),
+    seed: seedArb,
+  }),
+  ({ op, full, keep, ones, three, seed }) => {
+    const other = broadcastShape(full, keep, ones);
+    return checkVjp({
+      build: (b, x) => {
+        const type = op === "Mean" ? DataType.FLOAT : D;
+        const inputs = [x, randomConst(b, other, seed, type)];
+        if (three) inputs.push(b.node("Sin", [x]));
+        return b.node(op, inputs);
+      },
+      xDims: full,
+      precision: op === "Mean" ? "float" : "double", // ORT has no float64 Mean kernel
+      seed,
+      kinks: op !== "Mean",
+    }, `${op} [${full}] with [${other}]${three ? " and sin(x)" : ""}`);
+  },
+);
+
+Deno.test("vjp: Max of equal inputs splits the cotangent evenly (torch.maximum's rule)", async () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input("x", DataType.FLOAT, [3]);
+  const y = b.node("Max", [x, b.f32("c", [1, 1, 1], [3])]);
+  const w = b.input("w", DataType.FLOAT, [3]);
+  b.output(appendVjp(b, y, w, x), DataType.FLOAT, undefined, "g");
+  const s = await ort.InferenceSession.create(b.toBytes());
+  const out = await s.run({
+    x: new ort.Tensor("float32", Float32Array.of(2, 1, 0), [3]),
+    w: new ort.Tensor("float32", Float32Array.of(4, 4, 4), [3]),
+  });
+  assert.deepEqual([...(out.g.data as Float32Array)], [4, 2, 0]);
+});

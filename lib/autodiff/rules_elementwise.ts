@@ -5,7 +5,7 @@
  * and the identity-like ops.
  * @module
  */
-import { castLike, constLike, floatAttr, optionalInput, unbroadcast } from "./_emit.ts";
+import { castLike, constLike, floatAttr, optionalInput, sumValues, unbroadcast } from "./_emit.ts";
 import type { GradRule, VjpContext } from "./rule.ts";
 
 type Rule = GradRule;
@@ -189,6 +189,38 @@ const sum: Rule = {
     node.input.map((x, i) => needs[i] ? unbroadcast(b, dy[0]!, x, node.output[0]) : undefined),
 };
 
+/**
+ * y = max_i x_i (or min, broadcasting, any number of inputs): the cotangent goes to the
+ * inputs equal to y, split evenly where several are (torch.maximum's rule at ties):
+ * dx_i = g [x_i == y] / #{j : x_j == y}, summed back over x_i's broadcast axes.
+ */
+const extreme: Rule = {
+  slots: [],
+  rest: "diff",
+  vjp: ({ b, node, dy, needs }) => {
+    const y = node.output[0], g = dy[0]!;
+    const hits = node.input.map((x) => b.node("Equal", [x, y]));
+    const count = sumValues(b, hits.map((h) => castLike(b, h, g)));
+    const share = b.node("Div", [g, count]);
+    const zero = constLike(b, 0, g);
+    return node.input.map((x, i) =>
+      needs[i] ? unbroadcast(b, b.node("Where", [hits[i], share, zero]), x, y) : undefined
+    );
+  },
+};
+
+/** y = mean_i x_i (broadcasting): dx_i = g / n summed back to x_i's shape. */
+const mean: Rule = {
+  slots: [],
+  rest: "diff",
+  vjp: ({ b, node, dy, needs }) => {
+    const share = b.node("Div", [dy[0]!, constLike(b, node.input.length, dy[0]!)]);
+    return node.input.map((x, i) =>
+      needs[i] ? unbroadcast(b, share, x, node.output[0]) : undefined
+    );
+  },
+};
+
 /** y = where(c, a, b): da = g where c, db = g elsewhere. */
 const where: Rule = {
   slots: ["index", "diff", "diff"],
@@ -231,6 +263,9 @@ export const ELEMENTWISE_RULES: Readonly<Record<string, GradRule>> = {
   Identity: identity,
   LeakyRelu: leakyRelu,
   Log: log,
+  Max: extreme,
+  Mean: mean,
+  Min: extreme,
   Mul: mul,
   Neg: neg,
   Pow: pow,

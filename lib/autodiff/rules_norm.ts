@@ -26,6 +26,7 @@ import {
 } from "./_emit.ts";
 import { staticRank } from "./static_info.ts";
 import { describeNode, type GradRule } from "./rule.ts";
+import type { NodeProto } from "../onnx/proto.ts";
 
 /** ReduceMean over `axes` with keepdims=1, in the form the graph's opset wants. */
 export function meanKeep(b: GraphBuilder, v: string, axes: readonly number[]): string {
@@ -151,9 +152,75 @@ const groupNorm: GradRule = {
   },
 };
 
+/** Normalised axes axis..rank-1 of a LayerNormalization-style node, or undefined. */
+function trailingAxes(b: GraphBuilder, node: NodeProto, axis: number): number[] | undefined {
+  if (axis < 0) return Array.from({ length: -axis }, (_, i) => axis + i);
+  const r = staticRank(b, node.input[0]);
+  return r === undefined ? undefined : Array.from({ length: r - axis }, (_, i) => axis + i);
+}
+
+/**
+ * RMSNormalization (opset 23): y = scale x / rms, rms = sqrt(mean(x^2) + eps) over axes
+ * axis..rank-1. With xhat = x / rms and gh = dY scale: dX = (gh - xhat mean(gh xhat)) / rms
+ * (the standardisation rule without the centring).
+ */
+const rmsNorm: GradRule = {
+  slots: ["diff", "param"],
+  check: (node, _opset, b) =>
+    trailingAxes(b, node, intAttr(node, "axis", -1)) === undefined
+      ? `axis ${intAttr(node, "axis", -1)} is positive and the rank of input ` +
+        `'${node.input[0]}' is not known statically; declare its shape in graph.value_info`
+      : undefined,
+  vjp: ({ b, node, dy }) => {
+    const [x, scale] = node.input;
+    const axes = trailingAxes(b, node, intAttr(node, "axis", -1))!;
+    const eps = floatAttr(node, "epsilon", 1e-5);
+    const ms = meanKeep(b, b.node("Mul", [x, x]), axes);
+    const inv = b.node("Reciprocal", [
+      b.node("Sqrt", [b.node("Add", [ms, constLike(b, eps, ms)])]),
+    ]);
+    const xhat = b.node("Mul", [x, inv]);
+    const gh = b.node("Mul", [dy[0]!, scale]);
+    const proj = b.node("Mul", [xhat, meanKeep(b, b.node("Mul", [gh, xhat]), axes)]);
+    return [b.node("Mul", [b.node("Sub", [gh, proj]), inv])];
+  },
+};
+
+/**
+ * LpNormalization, y = x / ||x||_p along `axis` (p 1 or 2; ONNX divides by the norm as is):
+ * p = 2: dX = (dY - y sum(dY y)) / ||x||; p = 1: dX = (dY - sign(x) sum(dY y)) / ||x||_1.
+ */
+const lpNorm: GradRule = {
+  slots: ["diff"],
+  check: (node) => {
+    const p = intAttr(node, "p", 2);
+    return p === 1 || p === 2 ? undefined : `p = ${p} (ONNX allows 1 or 2)`;
+  },
+  vjp: ({ b, node, dy }) => {
+    const [x, y] = [node.input[0], node.output[0]];
+    const axes = i64Const(b, [intAttr(node, "axis", -1)]);
+    const g = dy[0]!;
+    const p = intAttr(node, "p", 2);
+    const norm = p === 2
+      ? b.node("ReduceL2", b.opset >= 18 ? [x, axes] : [x], {
+        keepdims: 1,
+        ...(b.opset >= 18 ? {} : { axes: [intAttr(node, "axis", -1)] }),
+      })
+      : b.node("ReduceL1", b.opset >= 18 ? [x, axes] : [x], {
+        keepdims: 1,
+        ...(b.opset >= 18 ? {} : { axes: [intAttr(node, "axis", -1)] }),
+      });
+    const dot = b.node("ReduceSum", [b.node("Mul", [g, y]), axes], { keepdims: 1 });
+    const dir = p === 2 ? y : b.node("Sign", [x]);
+    return [b.node("Div", [b.node("Sub", [g, b.node("Mul", [dir, dot])]), norm])];
+  },
+};
+
 /** Normalisation rules by op type. */
 export const NORM_RULES: Readonly<Record<string, GradRule>> = {
   GroupNormalization: groupNorm,
   InstanceNormalization: instanceNorm,
   LayerNormalization: layerNorm,
+  LpNormalization: lpNorm,
+  RMSNormalization: rmsNorm,
 };
