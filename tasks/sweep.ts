@@ -59,6 +59,9 @@ const GUIDE_PASS = [
   "weights",
 ] as const;
 
+/** Classifier input size and class names (issue 13), passed to guide when given. */
+const SIZE_PASS = ["input-size", "evaluator-input-size", "labels"] as const;
+
 /** Flags passed to every `evaluate` run unchanged (when given). */
 const EVALUATE_PASS = [
   "reference",
@@ -82,6 +85,9 @@ const FLAGS = {
   seeds: { type: "string" },
   evaluator: { type: "string" },
   out: { type: "string" },
+  "input-size": { type: "string" },
+  "evaluator-input-size": { type: "string" },
+  labels: { type: "string" },
   ...Object.fromEntries(
     [...new Set([...GUIDE_PASS, ...EVALUATE_PASS])].map((k) => [k, { type: "string" as const }]),
   ) as Record<typeof GUIDE_PASS[number] | typeof EVALUATE_PASS[number], { type: "string" }>,
@@ -117,6 +123,9 @@ export const SWEEP_USAGE = `deno task sweep [flags]
   --pgd-steps --pgd-gamma --point --form   as in 'deno task guide --help'
   --evaluator <id|path>    independent classifier for target accuracy, IS, FD and precision/recall
                            features (default: the manifest's evaluator); never a guiding one
+  --input-size H[,W] --evaluator-input-size H[,W] --labels <file>   classifiers of another input
+                           size (a bilinear resize inside their heads) and class names, as in guide;
+                           evaluate gets --evaluator-input-size as its --input-size, and --labels
   Passed to evaluate: --reference test|train|<folder> --reference-limit <n> --data <cifar10>
   --cache <dir> --k <n> --splits <n> --features <id|path>
   --out <dir>              sweep folder (default ${SWEEP_DEFAULTS.out}): runs/<slug>/ per point,
@@ -267,6 +276,10 @@ export async function sweepTask(args: string[]): Promise<void> {
         .filter((k) => !["provider", "threads", "weights", "batch", "cache"].includes(k))
         .map((k) => [k, (f as Record<string, unknown>)[k] ?? null]),
     ),
+    // issue 13's flags: in the folder's identity only when given (older sweeps stay resumable)
+    ...Object.fromEntries(
+      SIZE_PASS.filter((k) => f[k] !== undefined).map((k) => [k, f[k]]),
+    ),
   };
   await claimRunFolder(out, fixed);
   const guideFixed = [
@@ -275,8 +288,14 @@ export async function sweepTask(args: string[]): Promise<void> {
     `--evaluator=${evaluator}`,
     ...(f.class === undefined ? ["--class=all"] : []),
     ...passFlags(f, GUIDE_PASS),
+    ...passFlags(f, SIZE_PASS),
   ];
-  const evaluateFixed = [`--evaluator=${evaluator}`, ...passFlags(f, EVALUATE_PASS)];
+  const evaluateFixed = [
+    `--evaluator=${evaluator}`,
+    ...passFlags(f, EVALUATE_PASS),
+    ...(f["evaluator-input-size"] ? [`--input-size=${f["evaluator-input-size"]}`] : []),
+    ...passFlags(f, ["labels"]),
+  ];
 
   // --- the points still to run ---
   const todo: SweepPoint[] = [];

@@ -247,3 +247,55 @@ Deno.test("robust-accuracy: a 10-class 48x48 classifier on CIFAR-10's 32x32 imag
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("sweep: --labels reaches guide and evaluate (class folders, names, target accuracy)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "input_size_sweep_" });
+  try {
+    const labels = `${dir}/labels.txt`;
+    await Deno.writeTextFile(labels, Array.from({ length: 10 }, (_, i) => `kind-${i}`).join("\n"));
+    const data = fileURLToPath(
+      new URL("../../shared/data/cifar10/cifar-10-binary.tar.gz", import.meta.url),
+    );
+    const r = await cli([
+      "sweep",
+      "--model",
+      "mixture-cifar10",
+      "--classifiers",
+      "vnncomp21-resnet4b",
+      "--evaluator",
+      "sri-resnet-a",
+      "--directions",
+      "joint",
+      "--scales",
+      "10",
+      "--schedules",
+      "sqrt",
+      "--seeds",
+      "0-1",
+      "--class",
+      "kind-8",
+      "--steps",
+      "3",
+      "--reference-limit",
+      "100",
+      "--data",
+      data,
+      "--cache",
+      `${dir}/cache`,
+      "--labels",
+      labels,
+      "--provider",
+      "cpu",
+      "--out",
+      `${dir}/s`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const sweep = JSON.parse(await Deno.readTextFile(`${dir}/s/sweep.json`));
+    const run = JSON.parse(await Deno.readTextFile(`${dir}/s/${sweep.rows[0].run}/run.json`));
+    assert.deepEqual(run.config.classes, ["kind-8"]);
+    assert.ok(await exists(`${dir}/s/${sweep.rows[0].run}/images/kind-8/1.png`));
+    assert.ok(sweep.rows[0].targetAccuracy !== null, "evaluate read the kind-8 folder as class 8");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
