@@ -4,7 +4,7 @@
  * the worst relative error of the head against the fixture's float64 autograd references
  * (logits, energies, the three objectives' input gradients), and the time per image of the
  * forward-only head and the full head at batch B (default 64), through the adapter (what
- * guidance pays), with their ratio. Prints a markdown table; --json FILE also writes the rows.
+ * guidance pays; the median of --reps calls), with their ratio. Prints a markdown table; --json FILE also writes the rows.
  *
  *   deno run -A tools/zoo_table.ts [--batch 64] [--reps 5] [--threads N] [--only NAME,...]
  *     [--top 8] [--json out/zoo_table.json]
@@ -37,12 +37,17 @@ interface ZooRow {
   ratio: number;
 }
 
-/** Mean milliseconds per call of `fn` over `reps` calls after one warm-up call. */
+/** Median milliseconds per call of `fn` over `reps` calls after one warm-up call. */
 async function timeIt(fn: () => Promise<unknown>, reps: number): Promise<number> {
   await fn();
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) await fn();
-  return (performance.now() - t0) / reps;
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
 }
 
 function histogram(ops: readonly string[]): Record<string, number> {

@@ -131,7 +131,8 @@ const sub: Rule = {
     const g = dy[0]!;
     return [
       needs[0] ? unbroadcast(b, g, x0, node.output[0]) : undefined,
-      needs[1] ? unbroadcast(b, b.node("Neg", [g]), x1, node.output[0]) : undefined,
+      // Negated after the broadcast sum (linear maps commute): on the smaller tensor.
+      needs[1] ? b.node("Neg", [unbroadcast(b, g, x1, node.output[0])]) : undefined,
     ];
   },
 };
