@@ -12,6 +12,7 @@
  * Timings are only meaningful on a quiet machine (nothing else running); run it alone.
  * @module
  */
+import process from "node:process";
 import { parseArgs } from "node:util";
 import { compileEnergyHead } from "../lib/energy/head.ts";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
@@ -35,19 +36,32 @@ interface ZooRow {
   forwardMsPerImage: number;
   headMsPerImage: number;
   ratio: number;
+  forwardCpuMsPerImage: number;
+  headCpuMsPerImage: number;
+  cpuRatio: number;
 }
 
-/** Median milliseconds per call of `fn` over `reps` calls after one warm-up call. */
-async function timeIt(fn: () => Promise<unknown>, reps: number): Promise<number> {
+/**
+ * Median wall-clock milliseconds per call of `fn` over `reps` calls after one warm-up call, and
+ * the process CPU milliseconds per call (user + system over all reps / reps): on a busy
+ * machine the CPU time of a single-threaded run (--threads 1) still estimates the quiet
+ * machine's wall time, which the wall clock does not.
+ */
+async function timeIt(
+  fn: () => Promise<unknown>,
+  reps: number,
+): Promise<{ wall: number; cpu: number }> {
   await fn();
   const times: number[] = [];
+  const c0 = process.cpuUsage();
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
     await fn();
     times.push(performance.now() - t0);
   }
+  const c = process.cpuUsage(c0);
   times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return { wall: times[Math.floor(times.length / 2)], cpu: (c.user + c.system) / 1000 / reps };
 }
 
 function histogram(ops: readonly string[]): Record<string, number> {
@@ -104,9 +118,12 @@ async function measure(
     worstRelError,
     worstOf,
     batch: n,
-    forwardMsPerImage: forwardMs / n,
-    headMsPerImage: headMs / n,
-    ratio: headMs / forwardMs,
+    forwardMsPerImage: forwardMs.wall / n,
+    headMsPerImage: headMs.wall / n,
+    ratio: headMs.wall / forwardMs.wall,
+    forwardCpuMsPerImage: forwardMs.cpu / n,
+    headCpuMsPerImage: headMs.cpu / n,
+    cpuRatio: headMs.cpu / forwardMs.cpu,
   };
 }
 
@@ -143,9 +160,9 @@ if (import.meta.main) {
   const t0 = performance.now();
   console.log(
     `| fixture | family | exporter | opset | nodes | head nodes | head ops (top ${top}) | ` +
-      `worst rel err | fwd ms/img | head ms/img | head/fwd (batch ${batch}) |`,
+      `worst rel err | fwd ms/img | head ms/img | head/fwd (batch ${batch}) | CPU head/fwd |`,
   );
-  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const [i, name] of names.entries()) {
     const r = await measure(name, { batch, reps, threads });
     rows.push(r);
@@ -153,9 +170,8 @@ if (import.meta.main) {
     console.log(
       `| ${r.name} | ${r.family} | ${r.exporter} | ${r.opset} | ${r.classifierNodes} | ` +
         `${r.headNodes} | ${ops} | ${r.worstRelError.toExponential(1)} (${r.worstOf}) | ` +
-        `${r.forwardMsPerImage.toFixed(3)} | ${r.headMsPerImage.toFixed(3)} | ${
-          r.ratio.toFixed(2)
-        } |`,
+        `${r.forwardMsPerImage.toFixed(3)} | ${r.headMsPerImage.toFixed(3)} | ` +
+        `${r.ratio.toFixed(2)} | ${r.cpuRatio.toFixed(2)} |`,
     );
     const s = (performance.now() - t0) / 1000, rate = (i + 1) / s;
     console.error(
