@@ -17,7 +17,7 @@ export interface ZooFixture {
   exporter: "legacy" | "dynamo";
   opset: number;
   dynamic_batch: boolean;
-  dtype: "float32" | "float16";
+  dtype: "float32" | "float16" | "bfloat16";
   output_kind: "logits" | "softmax";
   model: string;
   conventions: InputConventions;

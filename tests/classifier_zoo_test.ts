@@ -1,13 +1,15 @@
 // The classifier zoo (issue 13, item 6): today's architecture families (ResNet, PreAct-ResNet
 // with BatchNorm and GroupNorm, WideResNet-SiLU, ViT, ConvNeXt, MobileNetV2/V3, EfficientNet,
-// DenseNet, Swin, VGG with PReLU/ELU/Mish/Softplus/SELU and reflect/replicate padding), random weights, exported by torch.onnx's legacy and dynamo exporters at
-// opsets 11-21, plus a classifier ending in Softmax, a float16 export and a 1000-class 64x64
-// model (weights/recipes/export_zoo.py). Each is compiled into an energy head exactly as a user's
+// DenseNet, Swin, VGG with PReLU/ELU/Mish/Softplus/SELU and reflect/replicate padding), random
+// weights, exported by torch.onnx's legacy and dynamo exporters at opsets 11-21, plus a
+// classifier ending in Softmax, float16 and bfloat16 exports and a 1000-class 64x64 model
+// (weights/recipes/export_zoo.py). Each is compiled into an energy head exactly as a user's
 // classifier is (loadEnergyClassifier with the fixture's conventions) and compared with float64
 // torch.autograd: logits, E(x,y), E(x) and the input gradients of the joint, logp and dual
 // objectives, relative error <= 1e-4 (the fixture's `tolerance`). Two fixtures take images of
-// another size through the head's bilinear resize (--input-size: 32 -> 224, 48 -> 32). A wrong gradient rule for any
-// op in these graphs moves a gradient far past that bound.
+// another size through the head's bilinear resize (--input-size: 32 -> 224, 48 -> 32). A wrong
+// gradient rule for any op in these graphs moves a gradient far past that bound (checked by
+// mutating the LayerNormalization, PRelu and tanh-Gelu/HardSigmoid rules and the resize).
 import assert from "node:assert/strict";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import { fileURLToPath } from "node:url";
@@ -42,6 +44,7 @@ Deno.test("zoo: the fixtures cover every family, both exporters, the special cas
   }
   assert.ok(fixtures.some((f) => f.output_kind === "softmax"), "no classifier ending in Softmax");
   assert.ok(fixtures.some((f) => f.dtype === "float16"), "no float16 export");
+  assert.ok(fixtures.some((f) => f.dtype === "bfloat16"), "no bfloat16 export");
   assert.ok(
     fixtures.some((f) => f.num_classes === 1000 && f.x_shape[2] === 64),
     "no 1000-class 64x64",
