@@ -9,7 +9,7 @@
 import { decodeModel, type ModelProto } from "../lib/onnx/proto.ts";
 import { readHeadInfo } from "../lib/energy/head.ts";
 import type { InputConventions } from "../lib/energy/conventions.ts";
-import type { ResolvedModel } from "../lib/weights.ts";
+import { type ResolvedModel, resolveModel } from "../lib/weights.ts";
 import { UsageError } from "../lib/errors.ts";
 
 /** C, H, W of one image. */
@@ -90,6 +90,8 @@ export interface RunModels {
    * channels must agree. One parameter, so the resize case changes nothing else here.
    */
   resize?: boolean;
+  /** The flags that named the models, for the fix (default --classifier, --evaluator). */
+  flags?: { classifier?: string; evaluator?: string };
 }
 
 const shapeText = (s: Shape3) => s.join("x");
@@ -99,17 +101,18 @@ export function checkRunModels(m: RunModels): void {
   const den = m.denoiser;
   for (
     const [role, flag, clf] of [
-      ["classifier", "--classifier", m.classifier],
-      ["evaluator", "--evaluator", m.evaluator],
+      ["classifier", m.flags?.classifier ?? "--classifier", m.classifier],
+      ["evaluator", m.flags?.evaluator ?? "--evaluator", m.evaluator],
     ] as const
   ) {
     if (!clf) continue;
+    const a = role === "evaluator" ? "an" : "a";
     const [c, h, w] = clf.shape, [dc, dh, dw] = den.shape;
     if (c !== dc) {
       throw new UsageError(
         `the ${role} ${clf.label} takes ${shapeText(clf.shape)} images (${c} channel${
           c === 1 ? "" : "s"
-        }), the denoiser ${den.label} makes ${shapeText(den.shape)} (${dc} channels): pass a ` +
+        }), the denoiser ${den.label} makes ${shapeText(den.shape)} (${dc} channels): pass ${a} ` +
           `${role} (${flag}) trained on ${dc}-channel images, or a denoiser (--model) of ` +
           `${c}-channel images`,
       );
@@ -117,7 +120,9 @@ export function checkRunModels(m: RunModels): void {
     if (!m.resize && (h !== dh || w !== dw)) {
       throw new UsageError(
         `the ${role} ${clf.label} takes ${shapeText(clf.shape)} images, the denoiser ` +
-          `${den.label} makes ${shapeText(den.shape)}: pass a ${role} (${flag}) for ${dh}x${dw} ` +
+          `${den.label} makes ${
+            shapeText(den.shape)
+          }: pass ${a} ${role} (${flag}) for ${dh}x${dw} ` +
           `images, a denoiser (--model) of ${h}x${w} images, or let the classifier resize ` +
           `(--input-size ${h},${w})`,
       );
@@ -162,4 +167,116 @@ export function classifierInputRecord(info: {
     // a head that resizes the images to the classifier's size (--input-size) sees other pixels
     resize: (info as { resize?: unknown }).resize ?? null,
   };
+}
+
+/** Static dims of a graph's runtime inputs (initializers excluded): undefined for symbolic ones. */
+function graphInputs(model: ModelProto): { name: string; dims: (number | undefined)[] }[] {
+  const init = new Set((model.graph.initializer ?? []).map((t) => t.name));
+  return (model.graph.input ?? []).filter((i) => !init.has(i.name)).map((i) => ({
+    name: i.name,
+    dims: (i.type?.tensor_type?.shape?.dim ?? []).map((d) =>
+      typeof d.dim_value === "number" && d.dim_value > 0 ? d.dim_value : undefined
+    ),
+  }));
+}
+
+/**
+ * A denoiser's image shape from its graph alone (no ONNX Runtime session): the static C, H, W of
+ * its 4-D input; dynamic H, W from `imageSize` (--image-size) or the manifest's shape. Undefined
+ * when it cannot be told without running the model (then the task's own load says it).
+ */
+export function denoiserGraphShape(
+  model: ModelProto,
+  declared?: readonly number[],
+  imageSize?: readonly [number, number],
+): Shape3 | undefined {
+  const x = graphInputs(model).find((i) => i.dims.length === 4);
+  if (!x) return undefined;
+  const [, c, h, w] = x.dims;
+  const C = c ?? declared?.[0], H = h ?? imageSize?.[0] ?? declared?.[1];
+  const W = w ?? imageSize?.[1] ?? declared?.[2];
+  return C && H && W ? [C, H, W] : undefined;
+}
+
+/**
+ * A classifier's input shape [C, H, W] and class count K from its graph alone: an energy head's
+ * stored info, else the raw graph's first input (NCHW unless `layout` says nhwc) and its first
+ * output's last dimension. Fields it cannot tell are undefined.
+ */
+export function classifierGraphInfo(
+  model: ModelProto,
+  layout: "nchw" | "nhwc" = "nchw",
+): { shape?: Shape3; numClasses?: number } {
+  const head = readHeadInfo(model);
+  if (head) return { shape: head.inputShape, numClasses: head.numClasses };
+  const x = graphInputs(model).find((i) => i.dims.length === 4);
+  const out = model.graph.output?.[0]?.type?.tensor_type?.shape?.dim ?? [];
+  const k = out.length ? out[out.length - 1].dim_value : undefined;
+  let shape: Shape3 | undefined;
+  if (x) {
+    const [, a, b, c] = x.dims;
+    const chw = layout === "nhwc" ? [c, a, b] : [a, b, c];
+    if (chw.every((d) => d !== undefined)) shape = chw as unknown as Shape3;
+  }
+  return { shape, numClasses: typeof k === "number" && k > 0 ? k : undefined };
+}
+
+/** Options of {@link preflightRefs}. */
+export interface PreflightRefs {
+  /** The denoiser's manifest id or path. */
+  model: string;
+  /** Guiding classifiers (ids or paths). */
+  classifiers: readonly string[];
+  /** The flag that named them (default --classifier; sweep: --classifiers). */
+  classifierFlag?: string;
+  /** The evaluator (id or path), if any. */
+  evaluator?: string;
+  /** Weights folder of the manifest. */
+  base: URL;
+  /** Conventions given by flags (for the layout of raw classifiers given by path). */
+  conventions?: InputConventions;
+  /** The guiding classifiers resize to their own size (--input-size). */
+  resize?: boolean;
+  /** The evaluator resizes (--evaluator-input-size). */
+  evaluatorResize?: boolean;
+  /** H, W of a denoiser with a dynamic image size (--image-size). */
+  imageSize?: readonly [number, number];
+}
+
+/**
+ * For tasks that run `guide` (sweep, compare, ...) and claim their own folder first: reads every
+ * model named on the command line from its graph (no session) and runs {@link checkRunModels}
+ * on each guide/evaluator pair, so a misfit is refused before any folder is claimed.
+ */
+export async function preflightRefs(p: PreflightRefs): Promise<void> {
+  const den = await resolveModel(p.model, { kind: "denoiser", base: p.base });
+  const denShape = denoiserGraphShape(
+    checkModelFile(den, "--model"),
+    den.entry?.input.shape,
+    p.imageSize,
+  );
+  if (!denShape) return;
+  const denoiser = { label: modelLabel(den), shape: denShape };
+  const info = async (ref: string, flag: string) => {
+    const r = await resolveModel(ref, { kind: ["classifier", "energy-head"], base: p.base });
+    const g = classifierGraphInfo(
+      checkModelFile(r, flag),
+      r.entry?.input.layout ?? p.conventions?.layout ?? "nchw",
+    );
+    return g.shape ? { label: modelLabel(r), shape: g.shape, numClasses: g.numClasses } : undefined;
+  };
+  const evaluator = p.evaluator === undefined ? undefined : await info(p.evaluator, "--evaluator");
+  if (evaluator) {
+    checkRunModels({ denoiser, evaluator, resize: p.evaluatorResize });
+  }
+  for (const ref of p.classifiers) {
+    const flags = { classifier: p.classifierFlag ?? "--classifier" };
+    const classifier = await info(ref, flags.classifier);
+    if (!classifier) continue;
+    checkRunModels({ denoiser, classifier, resize: p.resize, flags });
+    if (evaluator) {
+      // class counts only: the sizes were checked above
+      checkRunModels({ denoiser, classifier, evaluator, resize: true, flags });
+    }
+  }
 }

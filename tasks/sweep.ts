@@ -16,6 +16,7 @@ import { writeFileAtomic } from "../lib/io/png.ts";
 import { progress } from "../lib/progress.ts";
 import { parseSeeds } from "../lib/random.ts";
 import { claimRunFolder, fileExists } from "../lib/shard.ts";
+import { preflightRefs } from "./_preflight.ts";
 import {
   classifierName,
   parseClassifiers,
@@ -281,6 +282,16 @@ export async function sweepTask(args: string[]): Promise<void> {
       SIZE_PASS.filter((k) => f[k] !== undefined).map((k) => [k, f[k]]),
     ),
   };
+  // the models against each other before the folder is claimed (tasks/_preflight.ts)
+  await preflightRefs({
+    model,
+    classifiers,
+    classifierFlag: "--classifiers",
+    evaluator,
+    base,
+    resize: f["input-size"] !== undefined,
+    evaluatorResize: f["evaluator-input-size"] !== undefined,
+  });
   await claimRunFolder(out, fixed);
   const guideFixed = [
     `--model=${model}`,

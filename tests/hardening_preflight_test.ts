@@ -97,3 +97,24 @@ Deno.test("item 8: a raw classifier without conventions gets the flags, not code
   assert.equal(await exists(`${tmp}/raw`), false);
   void FAST_SAMPLE;
 });
+
+Deno.test("item 3: sweep checks its models before claiming its folder", async () => {
+  const clf = await linearClassifier(tmp, 1, 28, 28);
+  const out = `${tmp}/sweep`;
+  const base = ["sweep", "--model", "mixture-cifar10", "--directions", "joint", "--scales", "1"];
+  const r = await cli([
+    ...base,
+    "--classifiers",
+    clf,
+    "--seeds",
+    "0",
+    "--steps",
+    "2",
+    "--out",
+    out,
+  ]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.ok(r.stderr.includes(clf) && r.stderr.includes("mixture-cifar10"), r.stderr);
+  assert.match(r.stderr, /--classifiers/);
+  assert.equal(await exists(out), false, "the sweep folder was claimed");
+});
