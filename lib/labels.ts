@@ -1,8 +1,9 @@
 /**
  * Class names of a classifier with any number of classes (issue 13 item 7). K always comes from
  * the classifier's graph; the names come, in this order, from a labels file (`--labels <file>`,
- * one name per line), the manifest entry's `classes`, CIFAR-10's names for a 10-class model the
- * manifest marks as CIFAR-10 (`dataset: "cifar10"`), else `class0`..`class{K-1}`. `--class`
+ * one name per line), the manifest entry's `labels` file (same format, relative to the weights
+ * folder) or `classes` list, CIFAR-10's names for a 10-class model the manifest marks as CIFAR-10
+ * (`dataset: "cifar10"`), else `class0`..`class{K-1}`. `--class`
  * takes indices or names; errors about a large label set list a few names, never all of them.
  * @module
  */
@@ -10,6 +11,29 @@ import { CIFAR10_CLASSES } from "./data/cifar10.ts";
 
 /** Where a classifier's class names came from. */
 export type ClassNameOrigin = "labels-file" | "manifest" | "cifar10" | "index";
+
+/** Reads a manifest entry's `labels` file (relative to the weights folder `base`), if it has one. */
+export async function readManifestLabels(
+  entry: { labels?: string } | undefined,
+  base: URL,
+): Promise<ClassNameSources["manifestLabels"]> {
+  if (!entry?.labels) return undefined;
+  const url = new URL(entry.labels, base);
+  try {
+    const text = url.protocol === "file:"
+      ? await Deno.readTextFile(url)
+      : await (await fetch(url).then((r) => {
+        if (!r.ok) throw new Error(`GET answered ${r.status}`);
+        return r;
+      })).text();
+    return { path: url.href, text };
+  } catch (e) {
+    throw new Error(
+      `the manifest's labels file ${url.href} cannot be read (${(e as Error).message}); ` +
+        `restore it or pass --labels <file>`,
+    );
+  }
+}
 
 /** A classifier's class names, one per class, all distinct, and where they came from. */
 export interface ClassNames {
@@ -23,6 +47,8 @@ export interface ClassNames {
 export interface ClassNameSources {
   /** Text of a labels file and its path (for errors), from `--labels`. */
   labelsFile?: { path: string; text: string };
+  /** Text of the manifest entry's `labels` file and its location (for errors). */
+  manifestLabels?: { path: string; text: string };
   /** The manifest entry's class names. */
   classes?: readonly string[];
   /** The manifest entry's dataset ("cifar10" marks CIFAR-10). */
@@ -46,23 +72,28 @@ export function someNames(names: readonly string[]): string {
  * only at the end; a leading "index " or "index:" before each name is not stripped). Throws
  * naming the file when its count is not K or a name cannot be a folder name.
  */
-export function parseLabelsText(text: string, path: string, K: number): string[] {
+export function parseLabelsText(
+  text: string,
+  path: string,
+  K: number,
+  what = "--labels",
+): string[] {
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/).map((l) => l.trim());
   while (lines.length && lines[lines.length - 1] === "") lines.pop();
   const blank = lines.indexOf("");
   if (blank >= 0) {
     throw new Error(
-      `--labels ${path}: line ${blank + 1} is blank; write one class name per line ` +
+      `${what} ${path}: line ${blank + 1} is blank; write one class name per line ` +
         `(${K} lines for this classifier), no blank lines between them`,
     );
   }
   if (lines.length !== K) {
     throw new Error(
-      `--labels ${path} has ${lines.length} names but the classifier has K=${K} classes ` +
+      `${what} ${path} has ${lines.length} names but the classifier has K=${K} classes ` +
         `(from its graph); give one name per class, in the order of its logits`,
     );
   }
-  lines.forEach((name, i) => checkName(name, `--labels ${path} line ${i + 1}`));
+  lines.forEach((name, i) => checkName(name, `${what} ${path} line ${i + 1}`));
   return lines;
 }
 
@@ -96,6 +127,14 @@ export function resolveClassNames(K: number, src: ClassNameSources = {}): ClassN
     return {
       names: distinct(parseLabelsText(src.labelsFile.text, src.labelsFile.path, K)),
       origin: "labels-file",
+    };
+  }
+  if (src.manifestLabels) {
+    return {
+      names: distinct(
+        parseLabelsText(src.manifestLabels.text, src.manifestLabels.path, K, "manifest labels"),
+      ),
+      origin: "manifest",
     };
   }
   if (src.classes) {

@@ -42,6 +42,8 @@ export interface ManifestEntry {
   classes?: string[];
   /** The label set a classifier was trained on; "cifar10" gives a 10-class model CIFAR-10's names. */
   dataset?: string;
+  /** Class names as a text file, one per line (relative to the weights folder): for large K. */
+  labels?: string;
   /** Class-wise energy statistics (energy-stats JSON, relative to the weights folder), for `dual`. */
   stats?: string;
   /** Random-weight models for tests and benchmarks only. */

@@ -40,7 +40,7 @@ import { conventionsFromFlags } from "./_models.ts";
 import { describeSet, isDirectory, readSet, type SetSource } from "./_image_sets.ts";
 import { DEFAULT_CIFAR10 } from "./build_mixture.ts";
 import { parseInputSize, type ResizeOptions } from "../lib/energy/resize.ts";
-import { readLabelsFile, resolveClassNames } from "../lib/labels.ts";
+import { readLabelsFile, readManifestLabels, resolveClassNames } from "../lib/labels.ts";
 
 const FLAGS = {
   images: { type: "string" },
@@ -190,7 +190,7 @@ export async function evaluateTask(args: string[]): Promise<void> {
         `--features ${featuresRef} takes ${shape.join("x")}; use networks with the same input size`,
     );
   }
-  const classNames = classNamesOf(evaluator, labelsFile);
+  const classNames = await classNamesOf(evaluator, base, labelsFile);
   const featureName = `${features.name}-${features.net.info.layer}`;
   const names = {
     fd: `FD_${featureName}`,
@@ -431,10 +431,15 @@ async function loadNetwork(
 }
 
 /** Class names of the evaluator: --labels, the manifest's, CIFAR-10's when marked, else class<i>. */
-function classNamesOf(n: LoadedNetwork, labelsFile?: { path: string; text: string }): string[] {
+async function classNamesOf(
+  n: LoadedNetwork,
+  base: URL,
+  labelsFile?: { path: string; text: string },
+): Promise<string[]> {
   try {
     return resolveClassNames(n.net.info.numClasses, {
       labelsFile,
+      manifestLabels: labelsFile ? undefined : await readManifestLabels(n.resolved.entry, base),
       classes: n.resolved.entry?.classes,
       dataset: n.resolved.entry?.dataset,
       model: n.ref,

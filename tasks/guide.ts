@@ -22,7 +22,12 @@ import { defaultModel, loadManifest, resolveModel, weightsBaseFrom } from "../li
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
 import { formatSeeds, parseShard } from "../lib/shard.ts";
 import { parseInputSize } from "../lib/energy/resize.ts";
-import { parseClassArg, readLabelsFile, resolveClassNames } from "../lib/labels.ts";
+import {
+  parseClassArg,
+  readLabelsFile,
+  readManifestLabels,
+  resolveClassNames,
+} from "../lib/labels.ts";
 import {
   batchWriter,
   planRun,
@@ -238,6 +243,7 @@ export async function guideTask(args: string[]): Promise<void> {
   try {
     names = resolveClassNames(classifier.numClasses, {
       labelsFile,
+      manifestLabels: labelsFile ? undefined : await readManifestLabels(clfResolved.entry, base),
       classes: clfResolved.entry?.classes,
       dataset: clfResolved.entry?.dataset,
       model: modelLabel(clfResolved),

@@ -299,3 +299,78 @@ Deno.test("sweep: --labels reaches guide and evaluate (class folders, names, tar
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("guide: a manifest entry's labels file names a 1000-class classifier's classes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "input_size_manifest_" });
+  try {
+    const bytes = await Deno.readFile(clf64);
+    await Deno.writeFile(`${dir}/clf64.onnx`, bytes);
+    await Deno.writeFile(
+      `${dir}/mixture.onnx`,
+      await Deno.readFile(new URL("../weights/mixture_cifar10.onnx", import.meta.url)),
+    );
+    await Deno.writeTextFile(
+      `${dir}/clf64.labels.txt`,
+      Array.from({ length: 1000 }, (_, i) => `thing ${i}`).join("\n"),
+    );
+    const sha = async (p: string) =>
+      Array.from(
+        new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(p))),
+        (b) => b.toString(16).padStart(2, "0"),
+      ).join("");
+    const manifest = JSON.parse(
+      await Deno.readTextFile(new URL("../weights/manifest.json", import.meta.url)),
+    );
+    const mixture = { ...manifest.models["mixture-cifar10"], file: "mixture.onnx" };
+    await Deno.writeTextFile(
+      `${dir}/manifest.json`,
+      JSON.stringify({
+        version: 1,
+        defaults: { denoiser: "mixture", classifier: "clf64" },
+        models: {
+          mixture: { ...mixture, sha256: await sha(`${dir}/mixture.onnx`) },
+          clf64: {
+            file: "clf64.onnx",
+            sha256: await sha(`${dir}/clf64.onnx`),
+            kind: "classifier",
+            input: {
+              range: "01",
+              layout: "nchw",
+              shape: [3, 64, 64],
+              mean: [0.485, 0.456, 0.406],
+              std: [0.229, 0.224, 0.225],
+            },
+            source: "tests/fixtures/zoo (random weights)",
+            labels: "clf64.labels.txt",
+          },
+        },
+      }),
+    );
+    const out = `${dir}/g`;
+    const r = await cli([
+      "guide",
+      "--weights",
+      dir,
+      "--model",
+      "mixture",
+      "--classifier",
+      "clf64",
+      "--input-size",
+      "64",
+      "--class",
+      "thing 42",
+      "--seeds",
+      "0",
+      "--steps",
+      "2",
+      "--evaluator",
+      "none",
+      "--out",
+      out,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(await exists(`${out}/images/thing 42/0.png`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

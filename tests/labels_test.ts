@@ -8,6 +8,7 @@ import {
   parseClassArg,
   parseLabelsText,
   readLabelsFile,
+  readManifestLabels,
   resolveClassNames,
   someNames,
 } from "../lib/labels.ts";
@@ -116,4 +117,30 @@ Deno.test("labels: readLabelsFile names a missing file", async () => {
     /--labels \/nonexistent\/labels\.txt cannot be read/,
   );
   assert.equal(someNames(["a", "b"]), "a, b");
+});
+
+Deno.test("labels: the manifest's labels file (relative to the weights folder) comes after --labels", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "labels_" });
+  try {
+    await Deno.writeTextFile(`${dir}/names.txt`, "alpha\nbeta\ngamma\n");
+    const base = new URL(`file://${dir}/`);
+    const manifestLabels = await readManifestLabels({ labels: "names.txt" }, base);
+    assert.deepEqual(resolveClassNames(3, { manifestLabels, classes: ["a", "b", "c"] }), {
+      names: ["alpha", "beta", "gamma"],
+      origin: "manifest",
+    });
+    const labelsFile = { path: "l.txt", text: "x\ny\nz" };
+    assert.equal(resolveClassNames(3, { labelsFile, manifestLabels }).origin, "labels-file");
+    assert.throws(
+      () => resolveClassNames(4, { manifestLabels }),
+      /manifest labels file:.*names\.txt has 3 names but the classifier has K=4 classes/,
+    );
+    assert.equal(await readManifestLabels({}, base), undefined);
+    await assert.rejects(
+      () => readManifestLabels({ labels: "missing.txt" }, base),
+      /the manifest's labels file .*missing\.txt cannot be read/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
