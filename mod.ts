@@ -277,6 +277,7 @@ const TASKS: Record<string, () => Promise<(args: string[]) => Promise<void>>> = 
   "compare": async () => (await import("./tasks/compare.ts")).compareTask,
   "report": async () => (await import("./tasks/report.ts")).reportTask,
   "cuda-setup": async () => (await import("./tasks/cuda_setup.ts")).cudaSetupTask,
+  "sampler-tradeoff": async () => (await import("./tasks/sampler_tradeoff.ts")).samplerTradeoffTask,
 };
 
 /** The tasks of the command line (`deno run -A mod.ts <task>`), in the order `--help` lists them. */
