@@ -20,6 +20,8 @@ import {
 } from "../lib/energy/resize.ts";
 import { GraphBuilder } from "../lib/onnx/builder.ts";
 import { DataType } from "../lib/onnx/proto.ts";
+import { RandomStream } from "../lib/random.ts";
+import { linearHeadClosedForm, tinyLinear } from "./_energy_models.ts";
 import { checkVjp } from "./_vjp_check.ts";
 import { relError, ZOO_DIR } from "./_zoo.ts";
 
@@ -153,4 +155,51 @@ Deno.test("resize: a compiled head keeps its resize; images of another size are 
     () => loadEnergyClassifier(head, { provider: "cpu", imageSize: [48, 48] }),
     /energy head for 32x32 images but the images are 48x48 images/,
   );
+});
+
+Deno.test("resize: NHWC classifier, non-square sizes, pm1 and mean/std: the head's closed form", async () => {
+  const m = tinyLinear({ C: 3, H: 6, W: 10, K: 5, layout: "nhwc", seed: 9 });
+  const conv = {
+    layout: "nhwc" as const,
+    range: "pm1" as const,
+    mean: [0.1, 0.2, 0.3],
+    std: [0.5, 0.6, 0.7],
+  };
+  const from: [number, number] = [4, 5], to: [number, number] = [6, 10];
+  const clf = await loadEnergyClassifier(m.bytes, {
+    conventions: conv,
+    provider: "cpu",
+    imageSize: from,
+    inputSize: to,
+  });
+  try {
+    const n = 2, rng = new RandomStream(4);
+    const x = new Float32Array(n * 3 * 4 * 5).map(() => rng.uniform());
+    const y = [1, 4], coef = [1, -1, 0, 1, 0, 0.5], eStar = [0, 3];
+    const out = await clf.energies(x, n, y, Float32Array.from(coef), eStar);
+    // closed form on the resized images, gradient pulled back through R_h^T g R_w
+    const big = bilinearResize(x, n, 3, { from, to });
+    const ref = linearHeadClosedForm(m, conv, big, n, y, coef, eStar);
+    assert.ok(
+      relError(out.logits, ref.logits) < 1e-5,
+      `logits ${relError(out.logits, ref.logits)}`,
+    );
+    const rh = bilinearMatrix(4, 6), rw = bilinearMatrix(5, 10);
+    const want = new Float64Array(n * 3 * 4 * 5);
+    for (let p = 0; p < n * 3; p++) {
+      for (let i = 0; i < 6; i++) {
+        for (let j = 0; j < 10; j++) {
+          const g = ref.grad[p * 60 + i * 10 + j];
+          for (let r = 0; r < 4; r++) {
+            for (let c = 0; c < 5; c++) {
+              want[p * 20 + r * 5 + c] += rh[i * 4 + r] * g * rw[j * 5 + c];
+            }
+          }
+        }
+      }
+    }
+    assert.ok(relError(out.grad, want) < 1e-5, `grad ${relError(out.grad, want)}`);
+  } finally {
+    await clf.release();
+  }
 });
