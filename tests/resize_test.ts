@@ -19,7 +19,7 @@ import {
   parseInputSize,
 } from "../lib/energy/resize.ts";
 import { GraphBuilder } from "../lib/onnx/builder.ts";
-import { DataType } from "../lib/onnx/proto.ts";
+import { DataType, decodeModel, encodeModel } from "../lib/onnx/proto.ts";
 import { RandomStream } from "../lib/random.ts";
 import { linearHeadClosedForm, tinyLinear } from "./_energy_models.ts";
 import { checkVjp } from "./_vjp_check.ts";
@@ -199,6 +199,35 @@ Deno.test("resize: NHWC classifier, non-square sizes, pm1 and mean/std: the head
       }
     }
     assert.ok(relError(out.grad, want) < 1e-5, `grad ${relError(out.grad, want)}`);
+  } finally {
+    await clf.release();
+  }
+});
+
+Deno.test("resize: a classifier with symbolic H, W runs at the images' size or at --input-size", async () => {
+  const model = decodeModel(
+    await Deno.readFile(new URL("resnet_dynamo_op18.onnx", ZOO_DIR)),
+  );
+  const dims = model.graph.input[0].type!.tensor_type!.shape!.dim!;
+  dims[2] = { dim_param: "H" };
+  dims[3] = { dim_param: "W" };
+  const bytes = encodeModel(model);
+  assert.throws(() => buildEnergyHead(bytes, {}), /symbolic image dimensions/);
+  const native = buildEnergyHead(bytes, { imageSize: [48, 40] }).info;
+  assert.deepEqual([native.inputShape, native.resize], [[3, 48, 40], null]);
+  const resized = buildEnergyHead(bytes, { imageSize: [48, 40], inputSize: [32, 32] }).info;
+  assert.deepEqual(resized.inputShape, [3, 48, 40]);
+  assert.deepEqual(resized.resize?.to, [32, 32]);
+  const clf = await loadEnergyClassifier(bytes, {
+    conventions: {},
+    provider: "cpu",
+    imageSize: [48, 40],
+    inputSize: [32, 32],
+  });
+  try {
+    const x = new Float32Array(2 * 3 * 48 * 40).map((_, i) => (i % 13) / 13);
+    const out = await clf.energies(x, 2, [0, 1], [1, 0, 0]);
+    assert.ok(out.grad.every(Number.isFinite) && out.grad.some((v) => v !== 0));
   } finally {
     await clf.release();
   }
