@@ -333,7 +333,8 @@ function imageShape(
   if (!chw.every((d) => typeof d === "number" && d > 0)) {
     throw new Error(
       `${source}: input '${input.name}' ${shapeText(input)} has symbolic image dimensions; ` +
-        `export the classifier with a fixed channel count and image size`,
+        `export the classifier with a fixed channel count and image size, or say the size to ` +
+        `run it at (--input-size H,W; option inputSize)`,
     );
   }
   return chw as [number, number, number];
