@@ -18,6 +18,12 @@
  *                + the DDIM update
  *   (c) sample   a whole guided DDIM sample (sample(guided(...)), 100 steps) with the TINY UNet
  *                (the full-size one at batch 64 would take minutes a sample)
+ *   (d) sample20 a whole 20-call guided sample: the project's DPM-Solver++(2M) (sample(guided(...)),
+ *                --sampler dpmpp-2m) vs PyTorch + diffusers' DPMSolverMultistepScheduler with
+ *                autograd classifier gradients; every model, the full-size one at batch <= 16
+ * Every row also times a second PyTorch reference, torch.compile (inductor on CPU, dynamic=False,
+ * compiled in the warm-up; first-call seconds in the JSON), interleaved with the other two:
+ * `pytorchCompiledMs`, `ratioCompiled` = compiled PyTorch / project. --no-compiled skips it.
  *   clf          classifier forward only vs the energy head (forward + input gradient)
  * UNets: the tiny random UNet (weights/testing/tiny_unet.onnx) and the full-size
  * google/ddpm-cifar10-32 architecture with random weights (exported on first use to
@@ -27,7 +33,7 @@
  * (a square MatMul in ORT and in torch).
  *
  *   deno run -A bench/compare.ts [--threads 2] [--batches 1,16,64] [--models tiny,full]
- *     [--cases step,guided,sample,clf] [--budget 20] [--min-reps 5] [--max-reps 25]
+ *     [--cases step,guided,sample,sample20,clf] [--budget 20] [--no-compiled] [--min-reps 5] [--max-reps 25]
  *     [--sample-steps 100] [--scale 1] [--options] [--quick] [--out out/bench-compare.json]
  *   --options   also time ORT session-option variants of the UNet forward (interleaved)
  *   --quick     a smoke run: batches 1,16, budget 3 s, 3 reps, 10 sample steps
@@ -58,7 +64,8 @@ import { encodeModel } from "../lib/onnx/proto.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const USAGE = `deno task bench-compare [flags]   (project vs PyTorch eager, same weights, one run)
-  --threads 2 --batches 1,16,64 --models tiny,full --cases step,guided,sample,clf
+  --threads 2 --batches 1,16,64 --models tiny,full --cases step,guided,sample,sample20,clf
+  --no-compiled        skip the torch.compile (inductor) PyTorch reference of every row
   --budget 20 --min-reps 5 --max-reps 25 --sample-steps 100 --scale 1 --gap 60 --warm-below 300
   --full-onnx <file> --classifier <file> --python <venv python> --matmul-size 2048
   --out out/bench-compare.json
@@ -89,7 +96,8 @@ function benchOptions() {
     threads: { type: "string", default: "2" },
     batches: { type: "string", default: "1,16,64" },
     models: { type: "string", default: "tiny,full" },
-    cases: { type: "string", default: "step,guided,sample,clf" },
+    cases: { type: "string", default: "step,guided,sample,sample20,clf" },
+    "no-compiled": { type: "boolean", default: false },
     budget: { type: "string", default: "20" },
     "min-reps": { type: "string", default: "5" },
     "max-reps": { type: "string", default: "25" },
@@ -117,6 +125,9 @@ const BUDGET_MS = 1000 * (QUICK ? 3 : Number(opt.budget));
 const MIN_REPS = QUICK ? 3 : Number(opt["min-reps"]);
 const MAX_REPS = QUICK ? 3 : Number(opt["max-reps"]);
 const SAMPLE_STEPS = QUICK ? 10 : Number(opt["sample-steps"]);
+const COMPILED = !opt["no-compiled"];
+/** Network calls of the fast guided sample (case d): DPM-Solver++(2M), the dpmpp-2m default. */
+const FAST_STEPS = 20;
 const SCALE = Number(opt.scale);
 const GAP_MS = Number(opt.gap);
 const WARM_BELOW_MS = Number(opt["warm-below"]);
@@ -338,6 +349,8 @@ function guidance(labels: number[], classifier: EnergyClassifier = head): Guidan
 interface Timing {
   proj: number[];
   py: number[];
+  /** torch.compile'd PyTorch (when COMPILED). */
+  pyc?: number[];
   projFwd?: number[];
   pyFwd?: number[];
 }
@@ -366,6 +379,12 @@ async function interleave(
   }
   await py.call({ ...pyCmd, cmd: "time", reps: 1 });
   const pyEst = (await py.call({ ...pyCmd, cmd: "time", reps: 1 })).ms as number[];
+  const compiled = COMPILED && pyCmd.op !== "matmul";
+  if (compiled) {
+    // the first calls compile (inductor): untimed, in the warm-up
+    await py.call({ ...pyCmd, cmd: "time", reps: 1, compiled: true });
+    await py.call({ ...pyCmd, cmd: "time", reps: 1, compiled: true });
+  }
   // Short runs: each turn starts with one untimed run, so that the timed one finds the threads
   // awake and the caches warm, as in a sampling loop (the idle gap lets them park)
   const warm = projEst / projs.length + pyEst[0] < WARM_BELOW_MS ? 1 : 0;
@@ -374,7 +393,7 @@ async function interleave(
     Math.min(MAX_REPS, Math.ceil(BUDGET_MS / ((1 + warm) * (projEst + pyEst[0])))),
   );
   const t: Timing[] = projs.map(() => ({ proj: [], py: [], projFwd: [], pyFwd: [] }));
-  const py0: number[] = [], pyFwd: number[] = [];
+  const py0: number[] = [], pyFwd: number[] = [], pyc: number[] = [];
   const runs = [
     ...projs.map((proj, k) => async () => {
       if (warm) await proj();
@@ -388,6 +407,12 @@ async function interleave(
       py0.push((r.ms as number[])[0]);
       if ((r.fwd_ms as number[]).length) pyFwd.push((r.fwd_ms as number[])[0]);
     },
+    ...(compiled
+      ? [async () => {
+        const r = await py.call({ ...pyCmd, cmd: "time", reps: 1, warm, compiled: true });
+        pyc.push((r.ms as number[])[0]);
+      }]
+      : []),
   ];
   for (let r = 0; r < reps; r++) {
     for (let k = 0; k < runs.length; k++) {
@@ -398,6 +423,7 @@ async function interleave(
   return t.map((tk, k) => ({
     proj: tk.proj,
     py: py0,
+    ...(pyc.length ? { pyc } : {}),
     ...(tk.projFwd!.length && pyFwd.length ? { projFwd: tk.projFwd, pyFwd } : {}),
     projOut: last[k].out,
   }));
@@ -525,6 +551,9 @@ interface Row {
   projectMs: number;
   pytorchMs: number;
   ratio: number;
+  /** torch.compile (inductor) PyTorch, median ms, and its ratio to the project (> 1: project faster). */
+  pytorchCompiledMs?: number;
+  ratioCompiled?: number;
   projectMinMs: number;
   pytorchMinMs: number;
   steps?: number;
@@ -551,6 +580,9 @@ function addRow(c: string, model: string, n: number, t: Timing, extra: Partial<R
     ratio: median(t.py) / median(t.proj),
     projectMinMs: Math.min(...t.proj),
     pytorchMinMs: Math.min(...t.py),
+    ...(t.pyc
+      ? { pytorchCompiledMs: median(t.pyc), ratioCompiled: median(t.pyc) / median(t.proj) }
+      : {}),
     ...extra,
   };
   if (t.projFwd && t.pyFwd) {
@@ -570,7 +602,11 @@ function addRow(c: string, model: string, n: number, t: Timing, extra: Partial<R
       String(n).padEnd(3)
     } project ${row.projectMs.toFixed(1).padStart(8)} ms  PyTorch ${
       row.pytorchMs.toFixed(1).padStart(8)
-    } ms  ratio ${row.ratio.toFixed(2)} ` +
+    } ms  ratio ${row.ratio.toFixed(2)}${
+      row.ratioCompiled === undefined
+        ? ""
+        : `  compiled ${row.pytorchCompiledMs!.toFixed(1)} ms ratio ${row.ratioCompiled.toFixed(2)}`
+    } ` +
       `(${row.reps} reps)${g}  out diff ${row.outputMaxAbsDiff?.toExponential(1) ?? "-"}`,
   );
   return row;
@@ -668,6 +704,39 @@ for (const n of BATCHES) {
         note: `whole ${SAMPLE_STEPS}-step guided DDIM sample with the tiny UNet`,
       })
     );
+  }
+  if (CASES.has("sample20")) {
+    for (const m of MODELS.filter((m) => m === "tiny" || n <= 16)) {
+      const cfg: SamplerConfig = {
+        sampler: "dpmpp-2m",
+        schedule,
+        steps: FAST_STEPS,
+        eta: 0,
+        spacing: "linspace-open",
+        clip: true,
+        variance: "fixed_small",
+        seeds: Array.from({ length: n }, (_, i) => i),
+        shape: SHAPE,
+        batchSize: n,
+      };
+      const pyCmd = { n, x: path, y, scale: SCALE, op: "sample_dpm", model: m, steps: FAST_STEPS };
+      const ts = await interleave(
+        heads.slice(0, 1).map(([, h]) => {
+          const gden: Denoiser = guided(onnxDenoiser(unets[m]!, 64), guidance(y, h));
+          return async () => ({ out: await sample(gden, cfg) });
+        }),
+        { ...pyCmd, key: "sample_dpm" },
+        3,
+      );
+      const ref = await pyOutput({ ...pyCmd, key: "sample_dpm" });
+      addRow("d sample20", m, n, ts[0], {
+        steps: FAST_STEPS,
+        outputMaxAbsDiff: maxAbsDiff(ts[0].projOut, ref),
+        outputRelL2: relL2(ts[0].projOut, ref),
+        note: `whole ${FAST_STEPS}-call guided DPM-Solver++(2M) sample vs diffusers ` +
+          `DPMSolverMultistepScheduler + autograd`,
+      });
+    }
   }
   if (CASES.has("clf")) {
     const x01 = new Float32Array(n * PER);
@@ -785,17 +854,20 @@ if (opt.options || opt["options-only"]) {
 // ---------------------------------------------------------------------------------------------
 // report
 
+const compileInfo = COMPILED ? (await py.call({ cmd: "compile_info" })).compile_s : undefined;
 await py.close();
 await Deno.remove(tmp, { recursive: true });
 const loadEnd = await loadavg();
 const fmt = (v: number | undefined, d = 1) => v === undefined ? "-" : v.toFixed(d);
 const lines = [
-  `| case | model | batch | project ms | PyTorch ms | ratio PT/proj | UNet fwd GFLOP/s project (% peak) | PyTorch (% peak) | reps |`,
-  `|---|---|---:|---:|---:|---:|---:|---:|---:|`,
+  `| case | model | batch | project ms | PyTorch ms | ratio PT/proj | torch.compile ms | ratio compiled/proj | UNet fwd GFLOP/s project (% peak) | PyTorch (% peak) | reps |`,
+  `|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|`,
   ...rows.map((r) =>
     `| ${r.case}${r.variant ? ` (${r.variant})` : ""} | ${r.model} | ${r.batch} | ${
       fmt(r.projectMs)
-    } | ${fmt(r.pytorchMs)} | ${r.ratio.toFixed(2)} | ${
+    } | ${fmt(r.pytorchMs)} | ${r.ratio.toFixed(2)} | ${fmt(r.pytorchCompiledMs)} | ${
+      r.ratioCompiled === undefined ? "-" : r.ratioCompiled.toFixed(2)
+    } | ${
       r.projectGflops === undefined
         ? "-"
         : `${r.projectGflops.toFixed(0)} (${(100 * r.projectGflops / peak.gflops).toFixed(0)}%)`
@@ -842,6 +914,8 @@ const report = {
   peak,
   flops,
   verify,
+  /** torch.compile first-call seconds per (module, batch, grad mode): the compile cost. */
+  compileSeconds: compileInfo,
   rows,
   options: optionRows,
 };

@@ -24,9 +24,17 @@ Operations (the same formulas as lib/sampler/ddim.ts, lib/guidance/guided.ts):
   guided    (b) eps = UNet(x, t); g = -d/dx sum_n -f(x01_n)[y_n] (autograd, x01 = (x+1)/2);
             eps_hat = eps - s sqrt(1 - abar_t) g; DDIM update
   sample    (c) the 100-step (or given) guided DDIM loop of `guided` steps
+  sample_dpm (d) the 20-step (or given) guided sample with diffusers' DPMSolverMultistepScheduler
+            (DPM-Solver++(2M), midpoint, lower_order_final, thresholding at sample_max_value 1 =
+            x0 clipped to [-1, 1], timestep_spacing "linspace": the project's dpmpp-2m defaults),
+            eps_hat as in `guided` with autograd classifier gradients
   clf_fwd   classifier logits only (inference_mode)
   clf_grad  classifier forward + input gradient of the joint energy (the energy head's work)
   matmul    [n, n] @ [n, n], for the fp32 peak
+Any command with "compiled": true runs the same work with the UNet and the classifier wrapped in
+torch.compile (inductor, CPU, dynamic=False: one graph per batch size, compiled on the first call,
+which the driver's warm-up absorbs; the compile seconds are reported by "compile_info"). The
+scheduler arithmetic stays eager (it is elementwise and cheap).
 
 Usage: started by bench/compare.ts; by hand:
   .venv/bin/python bench/pytorch_reference.py --export-full .cache/bench/ddpm_cifar10_32_random.onnx
@@ -173,13 +181,43 @@ class Reference:
         self.inputs: dict[str, torch.Tensor] = {}
         self.last: dict[str, torch.Tensor] = {}
         self.fwd_ms: float | None = None
+        self.compiled = False  # set per command: use the torch.compile'd modules
+        self.compiled_unets: dict[str, torch.nn.Module] = {}
+        self.compiled_clf: torch.nn.Module | None = None
+        self.compile_s: dict[str, float] = {}  # first-call seconds per (module, batch)
 
     def unet(self, name: str) -> torch.nn.Module:
         if name not in self.unets:
             t0 = time.perf_counter()
             self.unets[name] = build_unet(name)
             log(f"built the {name} UNet in {time.perf_counter() - t0:.1f} s")
+        if self.compiled:
+            if name not in self.compiled_unets:
+                self.compiled_unets[name] = self._timed_compile(self.unets[name], f"unet:{name}")
+            return self.compiled_unets[name]
         return self.unets[name]
+
+    def classifier(self) -> torch.nn.Module:
+        if self.compiled:
+            if self.compiled_clf is None:
+                self.compiled_clf = self._timed_compile(self.clf, "classifier")
+            return self.compiled_clf
+        return self.clf
+
+    def _timed_compile(self, module: torch.nn.Module, what: str):
+        compiled = torch.compile(module, backend="inductor", dynamic=False)
+
+        def call(*args):
+            key = f"{what}:b{args[0].shape[0]}:grad{int(torch.is_grad_enabled())}"
+            if key in self.compile_s:
+                return compiled(*args)
+            t0 = time.perf_counter()
+            out = compiled(*args)
+            self.compile_s[key] = time.perf_counter() - t0
+            log(f"torch.compile {key}: first call {self.compile_s[key]:.1f} s")
+            return out
+
+        return call
 
     def tensor(self, path: str, shape: list[int]) -> torch.Tensor:
         key = f"{path}:{shape}"
@@ -198,12 +236,12 @@ class Reference:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.clf(self.classifier_input(x))
+            return self.classifier()(self.classifier_input(x))
 
     def joint_grad(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """d/dx of sum_n E(x_n, y_n), E(x, y) = -f(x01)[y] (the head with coef (1, 0, 0))."""
         xg = x.detach().requires_grad_(True)
-        logits = self.clf(self.classifier_input(xg))
+        logits = self.classifier()(self.classifier_input(xg))
         energy = -logits.gather(1, y.view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(energy, xg)
         return grad, logits.detach()
@@ -231,6 +269,22 @@ class Reference:
             x = self.ddim(x, e, a_t, a_prev)
         return x
 
+    def sample_dpm(self, model: str, x: torch.Tensor, steps: int, y, scale) -> torch.Tensor:
+        from diffusers import DPMSolverMultistepScheduler
+
+        sched = DPMSolverMultistepScheduler(
+            num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+            algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+            lower_order_final=True, final_sigmas_type="zero", timestep_spacing="linspace",
+            thresholding=True, sample_max_value=1.0)
+        sched.set_timesteps(steps)
+        abar = sched.alphas_cumprod
+        for t in sched.timesteps:
+            e = self.guided_eps(model, x, int(t), float(abar[int(t)]), y, scale)
+            with torch.no_grad():
+                x = sched.step(e, t, x).prev_sample
+        return x
+
     # --- commands
 
     def run(self, c: dict) -> torch.Tensor | None:
@@ -255,6 +309,8 @@ class Reference:
                 return self.ddim(x, e, c["abarT"], c["abarPrev"])
         if op == "sample":
             return self.sample(c["model"], x, c["pairs"], c["abars"], y, c["scale"])
+        if op == "sample_dpm":
+            return self.sample_dpm(c["model"], x, c["steps"], y, c["scale"])
         if op == "clf_fwd":
             return self.logits(x)
         if op == "clf_grad":
@@ -263,6 +319,9 @@ class Reference:
 
     def handle(self, c: dict) -> dict:
         cmd = c["cmd"]
+        self.compiled = bool(c.get("compiled", False))
+        if cmd == "compile_info":
+            return {"compile_s": self.compile_s}
         if cmd == "info":
             return {"torch": torch.__version__, "threads": torch.get_num_threads(),
                     "interop_threads": torch.get_num_interop_threads(),
