@@ -66,9 +66,45 @@ export {
   timestepValue,
   type VarianceKind,
 } from "./lib/schedule.ts";
-export { type Spacing, stepPairs, thesisGrid, timestepGrid } from "./lib/timesteps.ts";
+export {
+  karrasGrid,
+  karrasSigmas,
+  type Spacing,
+  SPACINGS,
+  stepPairs,
+  thesisGrid,
+  timestepGrid,
+} from "./lib/timesteps.ts";
 export { ddimSigma, ddimStep, type DdimStepInput } from "./lib/sampler/ddim.ts";
 export { ddpmCoefficients, ddpmStep, type DdpmStepInput } from "./lib/sampler/ddpm.ts";
+export { dpmpp2mOrder, dpmpp2mStep, type DpmppStepInput } from "./lib/sampler/dpmpp_2m.ts";
+export {
+  unipcCorrect,
+  type UnipcCorrectInput,
+  type UnipcHistory,
+  unipcOrder,
+  unipcPredict,
+  type UnipcPredictInput,
+} from "./lib/sampler/unipc.ts";
+export {
+  heunCorrect,
+  type HeunCorrectInput,
+  heunEuler,
+  type HeunEulerInput,
+} from "./lib/sampler/heun.ts";
+export {
+  type FloatArray,
+  type VpPoint,
+  vpPoint,
+  x0FromEps,
+} from "./lib/sampler/data_prediction.ts";
+export {
+  isSolver,
+  networkCalls,
+  solveBatch,
+  type SolverBatch,
+  type SolverKind,
+} from "./lib/sampler/solver_loop.ts";
 export {
   type BatchEvent,
   type DenoiseContext,
