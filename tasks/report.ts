@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { basename, dirname, join, resolve } from "node:path";
 import { writeFileAtomic } from "../lib/io/png.ts";
 import { page, type ReportSection } from "../lib/report/html.ts";
+import { compareSection } from "../lib/report/compare_section.ts";
 import {
   evaluateSection,
   type RunAssets,
@@ -45,6 +46,7 @@ export const REPORT_USAGE = `deno task report --in <file|folder> [--in ...] [--o
 /** The kinds of result file the report renders. */
 export type InputKind =
   | "sweep"
+  | "compare"
   | "run"
   | "evaluate"
   | "energy-stats"
@@ -77,7 +79,11 @@ export function classifyJson(json: Json): InputKind | "ignore" | undefined {
       // run.json records the model as an object; the folder's config.json as a sha256 string.
       return json.model && typeof json.model === "object" && json.config ? "run" : "ignore";
     case "sweep-point":
+    case "compare-point":
+    case "compare-tuning":
       return "ignore";
+    case "compare":
+      return Array.isArray(json.rows) ? "compare" : "ignore"; // its folder's config.json
     case "evaluate":
     case "energy-stats":
     case "robust-accuracy":
@@ -138,7 +144,7 @@ export async function collectInputs(
   };
   const walk = async (dir: string, depth: number, explicit: boolean): Promise<void> => {
     // A sweep folder or a run folder is one section: its own files are not searched further.
-    for (const name of ["sweep.json", "run.json"]) {
+    for (const name of ["sweep.json", "compare.json", "run.json"]) {
       if ((await stat(join(dir, name)))?.isFile) {
         const before = inputs.length;
         await add(join(dir, name), true);
@@ -207,6 +213,8 @@ async function sectionOf(input: ReportInput, notes: string[]): Promise<ReportSec
       }
       return sweepSection(json, path, points);
     }
+    case "compare":
+      return compareSection(json, path);
     case "run":
       return runSection(json, path, await runAssets(dirname(path), notes));
     case "evaluate":

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { UsageError } from "../lib/errors.ts";
 import { compareTask } from "../tasks/compare.ts";
 import { wilsonInterval } from "../lib/compare/results.ts";
+import { buildReport } from "../tasks/report.ts";
 
 Deno.env.set("RG_QUIET", "1");
 const DATA = fileURLToPath(
@@ -22,7 +23,7 @@ const TINY = [
   "--test-seeds=0-1",
   "--class=airplane,ship",
   "--steps=5",
-  "--grid=dps:zeta=0.3|1;mpgd:c=0.5",
+  "--grid=thesis:scale=5|10|20;dps:zeta=0.3|1;mpgd:c=0.5",
   "--reference-limit=200",
   `--data=${DATA}`,
   `--cache=${tmp}/cache`,
@@ -62,6 +63,11 @@ Deno.test("compare: tiny run, outputs, tuning on validation seeds, resume", asyn
   const svg = await Deno.readTextFile(`${out}/pareto.svg`);
   assert.match(svg, /^<svg/);
   assert.equal((svg.match(/fill-opacity="0.7"/g) ?? []).length, 3); // one cost-sized marker each
+
+  // the report renders the comparison as one section (its run folders are not listed apart)
+  const report = await buildReport([out]);
+  assert.deepEqual(report.sections.map((x) => x.title), ["Guidance methods compared"]);
+  assert.match(report.sections[0].html, /Tuning on the validation seeds/);
 
   // resume: nothing left to run, same rows
   await compareTask(TINY);

@@ -30,5 +30,5 @@ export const DPS: MethodDef = {
       form: "x-shift",
       meanWeight: 1,
     })),
-  tune: { param: "zeta", grid: [0.3, 1, 3] },
+  tune: { param: "zeta", grid: [1, 3, 10] },
 };

@@ -48,5 +48,5 @@ export const FREEDOM: MethodDef = {
       clip: env.grid.clip,
     });
   },
-  tune: { param: "rho", grid: [0.3, 1, 3] },
+  tune: { param: "rho", grid: [1, 3, 10] },
 };

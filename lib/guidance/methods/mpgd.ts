@@ -38,5 +38,5 @@ export const MPGD: MethodDef = {
       meanWeight: 0,
     }));
   },
-  tune: { param: "c", grid: [0.1, 0.5, 2] },
+  tune: { param: "c", grid: [0.5, 2, 8] },
 };

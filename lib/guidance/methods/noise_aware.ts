@@ -44,5 +44,5 @@ export const NOISE_AWARE: MethodDef = {
       return out;
     };
   },
-  tune: { param: "scale", grid: [2, 5, 10] },
+  tune: { param: "scale", grid: [2, 5, 10, 20] },
 };

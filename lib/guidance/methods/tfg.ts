@@ -70,5 +70,5 @@ export const TFG: MethodDef = {
       clip: env.grid.clip,
     });
   },
-  tune: { param: "rho", grid: [0.3, 1, 3] },
+  tune: { param: "rho", grid: [1, 3, 10] },
 };

@@ -29,5 +29,5 @@ export const THESIS: MethodDef = {
       labels: env.labels,
       scale: num(p, "scale"),
     }),
-  tune: { param: "scale", grid: [5, 10, 20] },
+  tune: { param: "scale", grid: [5, 10, 20, 40] },
 };

@@ -46,5 +46,5 @@ export const UGD: MethodDef = {
       clip: env.grid.clip,
     });
   },
-  tune: { param: "s", grid: [1, 3, 10] },
+  tune: { param: "s", grid: [1, 3, 10, 30] },
 };
