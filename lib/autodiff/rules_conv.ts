@@ -71,7 +71,8 @@ export function kernelExtent(
  * Begin pads of a conv/pool per spatial axis as an int64 [n] tensor: the `pads` attribute,
  * zeros for VALID, or for SAME_UPPER / SAME_LOWER the ONNX rule computed from Shape(x) at run
  * time: total = max(0, (ceil(H / s) - 1) s + extent - H), begin = total / 2 (UPPER, rounded
- * down) or total - total / 2 (LOWER).
+ * down) or total - total / 2 (LOWER). (ONNX Runtime follows it while the unclamped total is
+ * >= -2; the conv rule refuses kernels small enough to go below, see `sameAutoPadProblem`.)
  */
 export function beginPads(
   b: GraphBuilder,
@@ -104,6 +105,39 @@ export function beginPads(
     `node '${node.name ?? ""}' (${node.op_type}) has auto_pad '${autoPad}'; ONNX allows NOTSET, ` +
       `VALID, SAME_UPPER or SAME_LOWER`,
   );
+}
+
+/**
+ * Why a Conv's auto_pad SAME_* cannot be differentiated exactly, or undefined. The ONNX rule
+ * clamps the total padding at 0; ONNX Runtime does not, and for totals below -2 (a kernel
+ * extent at least 3 smaller than the stride: total >= extent - stride) its windows start at
+ * offsets that follow neither the rule nor any formula its source states (measured: 1x1, stride
+ * 4, H = 8 samples rows 1 and 5). Such convs are refused rather than given a wrong gradient.
+ */
+export function sameAutoPadProblem(b: GraphBuilder, node: NodeProto): string | undefined {
+  const autoPad = stringAttr(node, "auto_pad", "NOTSET");
+  if (autoPad !== "SAME_UPPER" && autoPad !== "SAME_LOWER") return undefined;
+  const w = optionalInput(node, 1);
+  const n = (intsAttr(node, "strides") ?? []).length ||
+    (w ? (staticRank(b, w) ?? 2) - 2 : 0);
+  const strides = listAttr(node, "strides", n, 1);
+  const kernel = intsAttr(node, "kernel_shape") ??
+    (w ? staticShape(b, w)?.slice(2) as number[] | undefined : undefined);
+  const dilations = listAttr(node, "dilations", n, 1);
+  const h = staticShape(b, node.input[0])?.slice(2);
+  for (let i = 0; i < n; i++) {
+    const k = kernel?.[i];
+    if (typeof k !== "number") return undefined;
+    const extent = (k - 1) * dilations[i] + 1, s = strides[i], hi = h?.[i];
+    const total = typeof hi === "number" ? (Math.ceil(hi / s) - 1) * s + extent - hi : extent - s; // the smallest total over input sizes
+    if (total < -2) {
+      return `auto_pad ${autoPad} with kernel extent ${extent} and stride ${s}${
+        typeof hi === "number" ? ` on size ${hi}` : ""
+      } gives a negative total padding (${total}) that ONNX Runtime applies differently from ` +
+        `the ONNX rule; export the conv with explicit pads`;
+    }
+  }
+  return undefined;
 }
 
 /** Pad `v` ([N, C, spatial...]) by int64 [n] tensors `begin` and `end` (negative crops). */
@@ -268,6 +302,7 @@ function flippedWeight(b: GraphBuilder, w: string, group: number, n: number): st
  */
 const conv: GradRule = {
   slots: ["diff", "param", "param"],
+  check: (node, _opset, b) => sameAutoPadProblem(b, node),
   vjp: (ctx) => {
     const { b, node, dy } = ctx;
     const [x, w] = node.input;
@@ -296,6 +331,19 @@ const conv: GradRule = {
       const hs = h?.length === n && h.every((v) => typeof v === "number")
         ? h as number[]
         : undefined;
+      if (group > 1 && hs && kernel) {
+        const stuffed = stuffedConvAdjoint(ctx, {
+          n,
+          strides,
+          dilations,
+          group,
+          kernel,
+          extent,
+          pads,
+          hs,
+        });
+        if (stuffed) return [stuffed];
+      }
       if (unit || hs) {
         // Output size s (out - 1) + extent - p_b - end + output_padding must be H: with
         // out - 1 = floor((H + p_b + p_e - extent) / s) that is end - output_padding = p_e - r,
@@ -324,6 +372,70 @@ const conv: GradRule = {
     return [padSpatial(b, full, b.node("Neg", [begin]), end)];
   },
 };
+
+/**
+ * The adjoint of a strided grouped (depthwise) Conv as a stride-1 Conv: dY is spread out with
+ * s - 1 zeros after every entry along each strided axis (the transposed conv's "zero
+ * insertion", Dumoulin and Visin 2016, §4.5), then correlated with the flipped weight
+ * ({@link flippedWeight}) at the same dilation, with begin pads extent - 1 - p_b and the end
+ * chosen (negative: cropped) so the result has x's size H. ONNX Runtime's grouped
+ * ConvTranspose runs one small GEMM per group; its depthwise Conv is vectorised, so this form
+ * is much faster for MobileNet/EfficientNet-style depthwise convs. Needs static sizes (dY's
+ * channel and spatial sizes, x's spatial sizes); undefined otherwise.
+ */
+function stuffedConvAdjoint(
+  ctx: VjpContext,
+  c: {
+    n: number;
+    strides: number[];
+    dilations: number[];
+    group: number;
+    kernel: number[];
+    extent: number[];
+    pads: { begin: number[]; end: number[] };
+    hs: number[];
+  },
+): string | undefined {
+  const { b, node, dy } = ctx;
+  const [, w] = node.input;
+  const gs = staticShape(b, node.output[0]);
+  if (!gs || gs.length !== c.n + 2 || !gs.slice(1).every((d) => typeof d === "number")) {
+    return undefined;
+  }
+  const begin = c.extent.map((e, i) => e - 1 - c.pads.begin[i]);
+  if (begin.some((p) => p < 0)) return undefined;
+  let v = dy[0]!;
+  const cur = [...gs];
+  for (let i = 0; i < c.n; i++) {
+    const s = c.strides[i];
+    if (s === 1) continue;
+    const a = i + 2, r = cur.length;
+    const spread = b.node("Pad", [
+      b.node("Unsqueeze", [v, i64Const(b, [a + 1])]),
+      i64Const(b, [
+        ...Array(r + 1).fill(0),
+        ...Array.from({ length: r + 1 }, (_, k) => (k === a + 1 ? s - 1 : 0)),
+      ]),
+    ]);
+    cur[a] = (cur[a] as number) * s;
+    v = b.node("Reshape", [spread, i64Const(b, cur.map((d) => (typeof d === "number" ? d : 0)))]);
+  }
+  // Conv output size Z + begin + end - extent + 1 = H, Z = O s (with the s - 1 trailing zeros).
+  const end = c.hs.map((h, i) => h - (cur[i + 2] as number) - begin[i] + c.extent[i] - 1);
+  const out = b.node("Conv", [v, flippedWeight(b, w, c.group, c.n)], {
+    dilations: c.dilations,
+    group: c.group,
+    kernel_shape: c.kernel,
+    pads: [...begin, ...end.map((e) => Math.max(0, e))],
+  });
+  if (end.every((e) => e >= 0)) return out;
+  return padSpatial(
+    b,
+    out,
+    i64Const(b, Array(c.n).fill(0)),
+    i64Const(b, end.map((e) => Math.min(0, e))),
+  );
+}
 
 /**
  * ConvTranspose: Y[j] = F[j + pad_begin] where F is the unpadded transposed conv of X (size
