@@ -78,21 +78,21 @@ export async function planRun(
 ): Promise<RunPlan> {
   const configSha256 = await claimRunFolder(out, identity);
   const mine = shardPositions(items.length, shard);
+  const present = await filesPresent(out, mine.map((p) => items[p].file));
   const todo: number[] = [];
   const damaged: RunPlan["damaged"] = [];
   // a large folder takes a while to check: say so (count, rate, ETA)
-  const tick = mine.length > LARGE_RUN
-    ? progress("checking finished images", mine.length)
+  const tick = present.size > LARGE_RUN
+    ? progress("checking finished images", present.size)
     : undefined;
   let checked = 0;
   for (const p of mine) {
-    tick?.(++checked);
-    const path = `${out}/${items[p].file}`;
-    if (!(await fileExists(path))) {
+    if (!present.has(items[p].file)) {
       todo.push(p);
       continue;
     }
-    const why = await damage(path, shape);
+    tick?.(++checked);
+    const why = await damage(`${out}/${items[p].file}`, shape);
     if (why) {
       todo.push(p);
       damaged.push({ file: items[p].file, why });
@@ -106,6 +106,27 @@ export async function planRun(
     );
   }
   return { mine, todo, damaged, configSha256 };
+}
+
+/**
+ * Which of `files` (relative to `out`) exist as files: one directory listing per folder instead
+ * of one stat per file, so a fresh run of a million seeds starts at once.
+ */
+async function filesPresent(out: string, files: string[]): Promise<Set<string>> {
+  const dirs = new Set(files.map((f) => f.slice(0, Math.max(0, f.lastIndexOf("/")))));
+  const present = new Set<string>();
+  for (const dir of dirs) {
+    try {
+      for await (const e of Deno.readDir(dir ? `${out}/${dir}` : out)) {
+        if (e.isFile || e.isSymlink) present.add(dir ? `${dir}/${e.name}` : e.name);
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  const wanted = new Set(files);
+  for (const f of present) if (!wanted.has(f)) present.delete(f);
+  return present;
 }
 
 /** An onBatch hook writing each finished image to its file (atomically). `todo[i]` maps the
