@@ -4,7 +4,7 @@
  * of the run's size is made again), writing finished batches, and reading images back.
  * @module
  */
-import { claimRunFolder, fileExists, type Shard, shardPositions } from "../lib/shard.ts";
+import { claimRunFolder, type Shard, shardPositions } from "../lib/shard.ts";
 import { decodePng, encodePng, writeFileAtomic } from "../lib/io/png.ts";
 import { toTiles } from "../lib/io/outputs.ts";
 import type { BatchEvent, ImageShape } from "../lib/sampler/loop.ts";
@@ -180,11 +180,11 @@ export async function checkItems(
 ): Promise<{ missing: RunItem[]; damaged: { item: RunItem; why: string }[] }> {
   const missing: RunItem[] = [];
   const damaged: { item: RunItem; why: string }[] = [];
+  const present = await filesPresent(out, items.map((it) => it.file));
   for (const it of items) {
-    const path = `${out}/${it.file}`;
-    if (!(await fileExists(path))) missing.push(it);
+    if (!present.has(it.file)) missing.push(it);
     else {
-      const why = await damage(path, shape);
+      const why = await damage(`${out}/${it.file}`, shape);
       if (why) damaged.push({ item: it, why });
     }
   }
