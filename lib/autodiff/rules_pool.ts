@@ -128,7 +128,8 @@ const globalAveragePool: GradRule = {
     const x = node.input[0];
     const g = dy[0]!;
     const count = castLike(b, b.node("Div", [b.node("Size", [x]), b.node("Size", [g])]), g);
-    return [b.node("Div", [b.node("Expand", [g, b.node("Shape", [x])]), count])];
+    // Divided before the broadcast: on [N, C, 1, ...], not on x's size.
+    return [b.node("Expand", [b.node("Div", [g, count]), b.node("Shape", [x])])];
   },
 };
 

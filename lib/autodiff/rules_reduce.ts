@@ -59,11 +59,21 @@ function reduction(
 /** ReduceSum: dX = dY broadcast back. */
 const reduceSum = reduction((_ctx, spread) => spread);
 
-/** ReduceMean: dX = dY broadcast back / (Size(x) / Size(y)). */
-const reduceMean = reduction(({ b, node }, spread) => {
-  const count = b.node("Div", [b.node("Size", [node.input[0]]), b.node("Size", [node.output[0]])]);
-  return b.node("Div", [spread, castLike(b, count, spread)]);
-});
+/** ReduceMean: dX = (dY / (Size(x) / Size(y))) broadcast back (divided on the small side). */
+const reduceMean: GradRule = {
+  slots: ["diff", "index"],
+  vjp: (ctx) => {
+    const { b, node, dy } = ctx;
+    const axes = reducedAxes(ctx, node);
+    if (axes === "none") return [dy[0]];
+    const count = b.node("Div", [
+      b.node("Size", [node.input[0]]),
+      b.node("Size", [node.output[0]]),
+    ]);
+    const scaled = b.node("Div", [dy[0]!, castLike(b, count, dy[0]!)]);
+    return [expandBack(ctx, scaled, axes)];
+  },
+};
 
 /** ReduceLogSumExp: dX = dY broadcast back * exp(x - y broadcast back). */
 const reduceLogSumExp = reduction((ctx, spread, axes) => {
