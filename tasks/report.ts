@@ -3,7 +3,7 @@
  * URIs, no scripts, nothing fetched) from the JSON results of the other tasks:
  *   deno task report --in out/sweep-demo --in out/analyses --out out/report.html
  * Inputs are files or folders; folders are searched (4 levels deep) for sweep.json (a sweep, with
- * its points' grids), run.json (a guide or sample run, with grid.png, trajectory.png and
+ * its points' grids), tradeoff.json (a sampler trade-off), run.json (a guide or sample run, with grid.png, trajectory.png and
  * evaluate.json beside it), evaluate.json, energy-stats, robust-accuracy, noise-accuracy and
  * energy-curve results. Anything else is skipped with a note in the report.
  * @module
@@ -13,6 +13,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { writeFileAtomic } from "../lib/io/png.ts";
 import { page, type ReportSection } from "../lib/report/html.ts";
 import { compareSection } from "../lib/report/compare_section.ts";
+import { samplerTradeoffSection } from "../lib/report/tradeoff_section.ts";
 import {
   evaluateSection,
   type RunAssets,
@@ -39,7 +40,8 @@ export const REPORT_USAGE = `deno task report --in <file|folder> [--in ...] [--o
   --in <path>        a result JSON or a folder to search (repeatable; paths after the flags also
                      count): sweep.json, guide/sample run.json (grid.png, trajectory.png and
                      evaluate.json beside it are included), evaluate.json, energy-stats JSON,
-                     robust-accuracy / noise-accuracy / energy-curve JSON
+                     robust-accuracy / noise-accuracy / energy-curve JSON, tradeoff.json
+                     (deno task sampler-tradeoff)
   --out <file.html>  the report (default out/report.html): one self-contained file
   --title <text>     page title (default "robust-guidance report")`;
 
@@ -47,6 +49,7 @@ export const REPORT_USAGE = `deno task report --in <file|folder> [--in ...] [--o
 export type InputKind =
   | "sweep"
   | "compare"
+  | "sampler-tradeoff"
   | "run"
   | "evaluate"
   | "energy-stats"
@@ -84,6 +87,8 @@ export function classifyJson(json: Json): InputKind | "ignore" | undefined {
       return "ignore";
     case "compare":
       return Array.isArray(json.rows) ? "compare" : "ignore"; // its folder's config.json
+    case "sampler-tradeoff":
+      return Array.isArray(json.rows) ? "sampler-tradeoff" : "ignore"; // or its config.json
     case "evaluate":
     case "energy-stats":
     case "robust-accuracy":
@@ -144,7 +149,7 @@ export async function collectInputs(
   };
   const walk = async (dir: string, depth: number, explicit: boolean): Promise<void> => {
     // A sweep folder or a run folder is one section: its own files are not searched further.
-    for (const name of ["sweep.json", "compare.json", "run.json"]) {
+    for (const name of ["sweep.json", "compare.json", "tradeoff.json", "run.json"]) {
       if ((await stat(join(dir, name)))?.isFile) {
         const before = inputs.length;
         await add(join(dir, name), true);
@@ -215,6 +220,8 @@ async function sectionOf(input: ReportInput, notes: string[]): Promise<ReportSec
     }
     case "compare":
       return compareSection(json, path);
+    case "sampler-tradeoff":
+      return samplerTradeoffSection(json, path);
     case "run":
       return runSection(json, path, await runAssets(dirname(path), notes));
     case "evaluate":

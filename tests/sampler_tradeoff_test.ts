@@ -76,3 +76,33 @@ Deno.test("the default changes only for a fast sampler within 2 points and withi
   assert.match(svg, /^<svg/);
   assert.ok(svg.includes("dpmpp-2m") && svg.includes("Frechet distance"));
 });
+
+Deno.test("report: tradeoff.json is a section with its table, figure and verdict", async () => {
+  const { classifyJson } = await import("../tasks/report.ts");
+  const { samplerTradeoffSection } = await import("../lib/report/tradeoff_section.ts");
+  const rows = [
+    row("ddim", 100, 0.8, 10),
+    row("ddim", 100, 0.79, 10.6, "repeat"),
+    row("unipc", 20, 0.8, 10.2),
+  ];
+  const json = {
+    task: "sampler-tradeoff",
+    config: {
+      samplers: ["ddim", "unipc"],
+      calls: [20, 100],
+      seeds: "0-49",
+      repeatSeeds: "100000-100049",
+    },
+    rows,
+    verdict: { text: defaultVerdict(rows).text },
+  };
+  assert.equal(classifyJson(json), "sampler-tradeoff");
+  assert.equal(classifyJson({ task: "sampler-tradeoff", evaluator: "x" }), "ignore"); // config.json
+  const s = samplerTradeoffSection(json, "out/x/tradeoff.json");
+  assert.match(s.html, /<svg/);
+  assert.match(s.html, /unipc at 20 calls/);
+  assert.throws(
+    () => samplerTradeoffSection({ task: "sampler-tradeoff" }, "f.json"),
+    /f\.json: tradeoff\.json has no 'rows'/,
+  );
+});
