@@ -205,6 +205,13 @@ class Reference:
         return self.clf
 
     def _timed_compile(self, module: torch.nn.Module, what: str):
+        import torch._dynamo
+
+        # one graph per (batch size, grad mode): 3 batches x 2 modes per module, above nothing
+        # near dynamo's default recompile limit (8), but a longer --batches list would be
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
         compiled = torch.compile(module, backend="inductor", dynamic=False)
 
         def call(*args):
