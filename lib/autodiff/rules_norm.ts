@@ -24,9 +24,9 @@ import {
   intAttr,
   reshapeLike,
 } from "./_emit.ts";
-import { staticRank } from "./static_info.ts";
+import { staticElemType, staticRank } from "./static_info.ts";
 import { describeNode, type GradRule } from "./rule.ts";
-import type { NodeProto } from "../onnx/proto.ts";
+import { DataType, type NodeProto } from "../onnx/proto.ts";
 
 /** ReduceMean over `axes` with keepdims=1, in the form the graph's opset wants. */
 export function meanKeep(b: GraphBuilder, v: string, axes: readonly number[]): string {
@@ -67,9 +67,10 @@ function standardise(
 }
 
 /**
- * LayerNormalization (opset 17): normalised axes axis..rank-1 (axis default -1). xhat and
- * 1/sigma come from a second LayerNormalization of x with unit scale and no bias, whose
- * optional outputs Mean and InvStdDev give 1/sigma: one fused kernel instead of six ops.
+ * LayerNormalization (opset 17): normalised axes axis..rank-1 (axis default -1). For float32
+ * the mean and 1/sigma come from the forward node's optional outputs Mean and InvStdDev (added
+ * to it when absent), xhat = (x - mean) / sigma; for other types from a second normalisation
+ * with unit scale computed in x's precision.
  */
 const layerNorm: GradRule = {
   slots: ["diff", "param", "param"],
@@ -90,13 +91,28 @@ const layerNorm: GradRule = {
       if (r === undefined) throw new Error(`cannot differentiate ${describeNode(node, opset)}`);
       axes = Array.from({ length: r - axis }, (_, i) => axis + i);
     }
-    const ones = filledLike(b, b.node("Shape", [scale]), 1, x);
-    const [xhat, , inv] = b.nodeN("LayerNormalization", [x, ones], {
-      axis,
-      epsilon: float(floatAttr(node, "epsilon", 1e-5)),
-    }, { outputs: 3 });
+    let xhat: string, inv: string;
+    if (staticElemType(b, x) === DataType.FLOAT) {
+      // The forward node's own Mean and InvStdDev outputs (named here when it has none): xhat
+      // costs two elementwise passes instead of a second normalisation.
+      while (node.output.length < 3) node.output.push("");
+      if (!node.output[1]) node.output[1] = b.fresh(`${node.output[0]}_mean`);
+      if (!node.output[2]) node.output[2] = b.fresh(`${node.output[0]}_inv_std`);
+      inv = castLike(b, node.output[2], x);
+      xhat = b.node("Mul", [b.node("Sub", [x, castLike(b, node.output[1], x)]), inv]);
+    } else {
+      // Other types: a second normalisation with unit scale, whose xhat keeps x's precision
+      // (the forward's Mean/InvStdDev are float32, stash_type 1).
+      const ones = filledLike(b, b.node("Shape", [scale]), 1, x);
+      const outs = b.nodeN("LayerNormalization", [x, ones], {
+        axis,
+        epsilon: float(floatAttr(node, "epsilon", 1e-5)),
+      }, { outputs: 3 });
+      xhat = outs[0];
+      inv = castLike(b, outs[2], x);
+    }
     const gh = b.node("Mul", [dy[0]!, scale]);
-    return [standardiseVjp(b, gh, xhat, castLike(b, inv, x), axes)];
+    return [standardiseVjp(b, gh, xhat, inv, axes)];
   },
 };
 
