@@ -27,7 +27,8 @@ const erf = unary(({ b }, g, x) => {
  * Gelu (opset 20). approximate "none": y = x Phi(x), dy/dx = Phi(x) + x phi(x) with
  * Phi(x) = (1 + erf(x / sqrt 2)) / 2 and phi the standard normal density.
  * approximate "tanh": y = x (1 + tanh u) / 2, u = sqrt(2/pi) (x + 0.044715 x^3),
- * dy/dx = (1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2) / 2, t = tanh u.
+ * dy/dx = (1 + t) / 2 + x (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2) / 2, t = tanh u (computed
+ * through sigmoid(2u), see below).
  */
 const gelu: GradRule = {
   slots: ["diff"],
@@ -43,19 +44,18 @@ const gelu: GradRule = {
     const half = c(0.5), one = c(1);
     let d: string;
     if (stringAttr(node, "approximate", "none") === "tanh") {
+      // (1 + tanh u) / 2 = sigmoid(2 u): with v = 2u = x (c1 + c2 x^2), s = sigmoid(v),
+      // dy/dx = s + x s (1 - s) v' = s (1 + x (1 - s) (c1 + 3 c2 x^2)). Fewer nodes than the
+      // tanh form (13 instead of 17), the same function.
       const k = Math.sqrt(2 / Math.PI), a = 0.044715;
+      const c1 = 2 * k, c2 = 2 * k * a;
       const x2 = b.node("Mul", [x, x]);
-      const u = b.node("Mul", [
-        c(k),
-        b.node("Add", [x, b.node("Mul", [c(a), b.node("Mul", [x2, x])])]),
+      const sg = b.node("Sigmoid", [
+        b.node("Mul", [x, b.node("Add", [b.node("Mul", [x2, c(c2)]), c(c1)])]),
       ]);
-      const t = b.node("Tanh", [u]);
-      const du = b.node("Mul", [c(k), b.node("Add", [one, b.node("Mul", [c(3 * a), x2])])]);
-      const sech2 = b.node("Sub", [one, b.node("Mul", [t, t])]);
-      d = b.node("Add", [
-        b.node("Mul", [half, b.node("Add", [one, t])]),
-        b.node("Mul", [b.node("Mul", [half, x]), b.node("Mul", [sech2, du])]),
-      ]);
+      const dv = b.node("Add", [b.node("Mul", [x2, c(3 * c2)]), c(c1)]);
+      const t = b.node("Mul", [b.node("Mul", [x, b.node("Sub", [one, sg])]), dv]);
+      d = b.node("Mul", [sg, b.node("Add", [t, one])]);
     } else {
       const cdf = b.node("Mul", [
         half,
