@@ -1,8 +1,8 @@
 /**
  * DPM-Solver++(2M): the multistep second-order solver of the probability-flow ODE in data
  * prediction (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
- * Probabilistic Models", Algorithm 2; first order = eq 8, which is DDIM with eta = 0), the form
- * the paper recommends for guided sampling. Conventions of diffusers'
+ * Probabilistic Models", arXiv:2211.01095, Algorithm 2; its first-order step DPM-Solver++(1) is
+ * DDIM with eta = 0), the form the paper recommends for guided sampling. Conventions of diffusers'
  * DPMSolverMultistepScheduler (algorithm_type "dpmsolver++", solver_order 2, solver_type
  * "midpoint", lower_order_final, final_sigmas_type "zero"). A pure function: the loop keeps the
  * previous data prediction.
@@ -43,7 +43,7 @@ export function dpmpp2mOrder(i: number, steps: number): 1 | 2 {
 
 /**
  * One step s -> t, with h = lambda_t - lambda_s:
- * first order (eq 8): x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) x0,
+ * first order: x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) x0,
  * 2M (Alg 2, r = h_1 / h, h_1 = lambda_s - lambda_{s_1}, D = (x0 - x0_prev) / r):
  * x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) (x0 + D / 2)        ("midpoint"),
  * x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) x0 + alpha_t ((e^{-h} - 1)/h + 1) D ("heun").

@@ -1,8 +1,9 @@
 /**
  * Heun's second-order method on the probability-flow ODE (Karras et al. 2022, "Elucidating the
- * Design Space of Diffusion-Based Generative Models", Algorithm 1 with gamma = 0, on the VP
- * schedule: the ODE dz/dsigma = (z - D(z; sigma)) / sigma of z = x_t / alpha_t,
- * sigma = sigma_t / alpha_t, eq 1 with s(t) = 1 after the change of variables of §2/§4).
+ * Design Space of Diffusion-Based Generative Models", arXiv:2206.00364, Algorithm 1, the
+ * deterministic sampler, with sigma(t) = t and s(t) = 1), applied to the VP model through
+ * z = x_t / alpha_t and sigma = sigma_t / alpha_t, where the probability-flow ODE (their eq 1)
+ * reads dz/dsigma = (z - D(z; sigma)) / sigma with D = x0_hat; steps on Karras sigmas (eq 5).
  * Conventions of diffusers' HeunDiscreteScheduler (use_karras_sigmas, clip_sample on x0): Euler
  * to the next sigma, then the trapezoidal correction with a second model evaluation there, except
  * on the last step to sigma = 0 (Alg 1 line 7), so n steps cost 2n - 1 network calls.
