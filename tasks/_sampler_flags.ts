@@ -180,7 +180,8 @@ export function samplerConfigFromFlags(
     sampler,
     schedule,
     steps,
-    eta: numberFlag("eta", f.eta, defaultEta, { min: 0 }),
+    // the ODE solvers are deterministic: eta is 0 for them (run.json says so), --eta is refused
+    eta: solver ? 0 : numberFlag("eta", f.eta, defaultEta, { min: 0 }),
     spacing: choiceFlag("spacing", f.spacing, SPACINGS, DEFAULT_SPACING[sampler]),
     variance: varianceFlag(f.variance, learnedVariance),
     clip: choiceFlag("clip", f.clip, ["true", "false"] as const, clipDefault) === "true",

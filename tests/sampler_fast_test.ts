@@ -345,3 +345,19 @@ Deno.test("sample(): each solver runs through the loop, tells the denoiser its c
     assert.ok(maxAbs(a.x, b.x) < 1e-6, `${sampler}: batch size changed the images`);
   }
 });
+
+Deno.test("sampler flags: per-sampler default steps and spacing, eta 0, --eta refused for solvers", async () => {
+  const { samplerConfigFromFlags } = await import("../tasks/_sampler_flags.ts");
+  const spec = { type: "linear" as const, clip_sample: true };
+  const cfg = (f: Record<string, string>) =>
+    samplerConfigFromFlags(f, S, spec, { c: 3, h: 32, w: 32 }, [0], 0.5);
+  const d = cfg({ sampler: "dpmpp-2m" }),
+    u = cfg({ sampler: "unipc" }),
+    h = cfg({ sampler: "heun" });
+  assert.deepEqual([d.steps, d.spacing, d.eta], [20, "linspace-open", 0]);
+  assert.deepEqual([u.steps, u.spacing], [20, "linspace-open"]);
+  assert.deepEqual([h.steps, h.spacing], [10, "karras"]);
+  assert.deepEqual([cfg({}).sampler, cfg({}).steps, cfg({}).eta], ["ddim", 100, 0.5]);
+  assert.throws(() => cfg({ sampler: "unipc", eta: "0.5" }), /deterministic ODE solver/);
+  assert.throws(() => cfg({ sampler: "euler" }), /--sampler 'euler' is invalid/);
+});
