@@ -9,7 +9,7 @@ import { buildEnergyHead, compileEnergyHead } from "../lib/energy/head.ts";
 import { loadEnergyClassifier, OBJECTIVES } from "../lib/energy/classifier.ts";
 import { bfloat16ToFloat, halfToFloat } from "../lib/energy/precision.ts";
 import { GraphBuilder } from "../lib/onnx/builder.ts";
-import { DataType, type TensorProto } from "../lib/onnx/proto.ts";
+import { DataType, decodeModel, encodeModel, type TensorProto } from "../lib/onnx/proto.ts";
 import { RandomStream } from "../lib/random.ts";
 
 const FLOAT16 = 10, BFLOAT16 = 16;
@@ -177,3 +177,13 @@ for (const [name, type] of [["float16", FLOAT16], ["bfloat16", BFLOAT16]] as con
     assert.ok(!types.has(type), `no ${name} tensor is left in the head`);
   });
 }
+
+Deno.test("an output exported without a shape or type is read as [N, K] by shape inference", async () => {
+  const bytes = classifier((_, z) => z);
+  const model = decodeModel(bytes);
+  delete model.graph.output[0].type;
+  const stripped = await run(encodeModel(model));
+  const plain = await run(bytes);
+  assert.equal(stripped.info.numClasses, K);
+  assert.deepEqual(stripped.out.grad, plain.out.grad);
+});

@@ -23,7 +23,7 @@
  * and the three forward outputs.
  * @module
  */
-import { foldShapes } from "../autodiff/shape_fold.ts";
+import { foldShapes, inferAll } from "../autodiff/shape_fold.ts";
 import { appendVjp } from "../autodiff/vjp.ts";
 import { GraphBuilder } from "../onnx/builder.ts";
 import {
@@ -164,6 +164,7 @@ export function buildEnergyHead(
     );
   }
   g.input = inputs;
+  declareOutputShapes(model);
   const logitsInfo = pickLogits(g.output, opts.output, source);
   // images of another size: a bilinear resize in front (issue 13 item 5), never a silent one
   const resize = planResize(
@@ -251,6 +252,37 @@ export function buildEnergyHead(
   };
   writeHeadInfo(b, info, clsIn, clsOut);
   return { model, info };
+}
+
+/**
+ * Outputs exported without a declared shape or type get the ones shape inference finds
+ * (lib/autodiff/shape_fold.ts), so that a classifier whose exporter left its logits' shape
+ * out is still read as [N, K].
+ */
+function declareOutputShapes(model: ModelProto): void {
+  const g = model.graph;
+  const missing = g.output.filter((v) =>
+    !v.type?.tensor_type?.shape || !v.type.tensor_type.elem_type
+  );
+  if (missing.length === 0) return;
+  const known = inferAll(GraphBuilder.fromModel(model));
+  for (const v of missing) {
+    const k = known.get(v.name);
+    const tt = v.type?.tensor_type ?? {};
+    if (!tt.elem_type && k?.type) tt.elem_type = k.type;
+    if (!tt.shape && k?.shape) {
+      tt.shape = {
+        dim: k.shape.map((d) =>
+          typeof d === "number"
+            ? { dim_value: d }
+            : typeof d === "string"
+            ? { dim_param: d.replace(/^param:/, "") }
+            : {}
+        ),
+      };
+    }
+    v.type = { ...(v.type ?? {}), tensor_type: tt };
+  }
 }
 
 /** The logits output: the one 2-D float output, or `wanted`. Throws naming what was found. */
