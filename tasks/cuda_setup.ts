@@ -331,6 +331,13 @@ export async function cudaSetupTask(args: string[]): Promise<void> {
       new URL("../../../../script/install.js", `file://${dir}`).pathname,
       "--onnxruntime-node-install=cuda12",
     ], dry);
+    if (!dry && !(await exists(`${dir}${PROVIDER_FILES[0]}`))) {
+      console.error(
+        `cuda-setup: onnxruntime-node's installer ended without writing ${PROVIDER_FILES[0]} ` +
+          `(its download host unreachable?); the PyPI route needs only pip: ` +
+          `deno task cuda-setup --from pypi`,
+      );
+    }
   } else {
     const py = f.python ?? "python3";
     const cache = `${dir}cuda-setup`;
