@@ -6,7 +6,7 @@
  * torch.nn.functional.hardsigmoid_backward; ThresholdedRelu: 0 at the threshold).
  * @module
  */
-import { constLike, floatAttr, stringAttr } from "./_emit.ts";
+import { constLike, floatAttr, maskedBy, stringAttr } from "./_emit.ts";
 import type { GradRule, VjpContext } from "./rule.ts";
 
 /** A unary rule: the input cotangent from (ctx, g, x, y). */
@@ -82,7 +82,7 @@ const hardSigmoid = unary(({ b, node }, g, x) => {
     b.node("Greater", [z, constLike(b, 0, z)]),
     b.node("Less", [z, constLike(b, 1, z)]),
   ]);
-  return b.node("Where", [inside, b.node("Mul", [g, constLike(b, alpha, g)]), constLike(b, 0, g)]);
+  return maskedBy(b, b.node("Mul", [g, constLike(b, alpha, g)]), inside);
 });
 
 /**
@@ -134,11 +134,7 @@ const softsign = unary(({ b }, g, x) => {
 /** ThresholdedRelu y = x (x > alpha), 0 else: dx = g (x > alpha). */
 const thresholdedRelu = unary(({ b, node }, g, x) => {
   const alpha = floatAttr(node, "alpha", 1);
-  return b.node("Where", [
-    b.node("Greater", [x, constLike(b, alpha, x)]),
-    g,
-    constLike(b, 0, g),
-  ]);
+  return maskedBy(b, g, b.node("Greater", [x, constLike(b, alpha, x)]));
 });
 
 /** Activation rules by op type. */

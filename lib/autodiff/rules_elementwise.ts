@@ -1,11 +1,19 @@
 /**
  * Gradient rules for elementwise ops: activations (derivatives as in any calculus table, the
- * subgradient at a kink chosen as PyTorch does: 0 for Relu at 0, the inside branch for Clip at
- * a bound), numpy-broadcasting arithmetic (operand cotangents summed back over broadcast axes)
+ * subgradient at a kink chosen as PyTorch does: 0 for Relu at 0, 0 for Clip on a bound as
+ * hardtanh), numpy-broadcasting arithmetic (operand cotangents summed back over broadcast axes)
  * and the identity-like ops.
  * @module
  */
-import { castLike, constLike, floatAttr, optionalInput, sumValues, unbroadcast } from "./_emit.ts";
+import {
+  castLike,
+  constLike,
+  floatAttr,
+  maskedBy,
+  optionalInput,
+  sumValues,
+  unbroadcast,
+} from "./_emit.ts";
 import type { GradRule, VjpContext } from "./rule.ts";
 
 type Rule = GradRule;
@@ -22,9 +30,7 @@ function unary(f: (ctx: VjpContext, g: string, x: string, y: string) => string):
  * dx = g * (x > 0); Relu'(0) = 0. The mask is read off the output (y > 0 exactly when x > 0), so
  * that x keeps Relu as its only consumer and runtimes can still fuse Conv + Relu.
  */
-const relu = unary(({ b }, g, _x, y) =>
-  b.node("Where", [b.node("Greater", [y, constLike(b, 0, y)]), g, constLike(b, 0, g)])
-);
+const relu = unary(({ b }, g, _x, y) => maskedBy(b, g, b.node("Greater", [y, constLike(b, 0, y)])));
 
 /** dx = g where x > 0, alpha g elsewhere. */
 const leakyRelu = unary(({ b, node }, g, x) => {
@@ -53,21 +59,27 @@ const elu = unary(({ b, node }, g, x, y) => {
   return b.node("Where", [b.node("Greater", [x, constLike(b, 0, x)]), g, neg]);
 });
 
-/** dx = g where min <= x <= max (bounds as inputs, opset >= 11; attributes are upgraded away). */
+/**
+ * dx = g where min < x < max (bounds as inputs, opset >= 11; attributes are upgraded away),
+ * read off the output y = clip(x) as Relu's mask is, so that x keeps Clip as its only consumer
+ * and runtimes still fuse Conv + Clip (ReLU6). Strictly inside, as PyTorch's hardtanh_backward
+ * (ReLU6 is hardtanh(0, 6)); torch.clamp also passes the gradient at x exactly on a bound, a
+ * set of measure zero.
+ */
 const clip: Rule = {
   slots: ["diff", "param", "param"],
   check: (_node, opset) =>
     opset < 11 ? "Clip before opset 11 must be upgraded first (upgradeOpset)" : undefined,
   vjp: ({ b, node, dy }) => {
-    const [x, lo, hi] = [node.input[0], optionalInput(node, 1), optionalInput(node, 2)];
-    const g = dy[0]!;
+    const [lo, hi] = [optionalInput(node, 1), optionalInput(node, 2)];
+    const y = node.output[0], g = dy[0]!;
     const inside = [
-      lo ? b.node("GreaterOrEqual", [x, lo]) : undefined,
-      hi ? b.node("LessOrEqual", [x, hi]) : undefined,
+      lo ? b.node("Greater", [y, lo]) : undefined,
+      hi ? b.node("Less", [y, hi]) : undefined,
     ].filter((v): v is string => v !== undefined);
     if (inside.length === 0) return [g];
     const mask = inside.length === 2 ? b.node("And", inside) : inside[0];
-    return [b.node("Where", [mask, g, constLike(b, 0, g)])];
+    return [maskedBy(b, g, mask)];
   },
 };
 
