@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import * as ort from "onnxruntime-node";
 import fc from "fast-check";
 import { appendVjp } from "../lib/autodiff/vjp.ts";
-import { DataType } from "../lib/onnx/proto.ts";
+import { DataType, decodeModel } from "../lib/onnx/proto.ts";
+import { RandomStream } from "../lib/random.ts";
 import { float, GraphBuilder } from "../lib/onnx/builder.ts";
 import {
   broadcastShape,
@@ -16,7 +17,7 @@ import {
   seedArb,
   shapeArb,
 } from "./_vjp_arbitraries.ts";
-import { awayFromZero, checkVjp } from "./_vjp_check.ts";
+import { awayFromZero, buildCase, checkVjp } from "./_vjp_check.ts";
 
 const D = DataType.DOUBLE;
 
@@ -396,3 +397,33 @@ Deno.test("vjp: Max of equal inputs splits the cotangent evenly (torch.maximum's
   });
   assert.deepEqual([...(out.g.data as Float32Array)], [4, 2, 0]);
 });
+
+property(
+  "vjp: SiLU x * sigmoid(x) in either order, sigmoid(x) also used elsewhere or not: the whole " +
+    "derivative goes to x, sigmoid(x) is not differentiated when nothing else reads it (float64)",
+  fc.record({
+    dims: shapeArb(1, 4),
+    swap: fc.boolean(),
+    shared: fc.boolean(),
+    seed: seedArb,
+  }),
+  async ({ dims, swap, shared, seed }) => {
+    const c = {
+      build: (b: GraphBuilder, x: string) => {
+        const h = b.node("Mul", [x, randomConst(b, [1], seed, D, 0.5)]);
+        const s = b.node("Sigmoid", [h], {}, { name: "the_sigmoid" });
+        const y = b.node("Mul", swap ? [s, h] : [h, s]);
+        return shared ? b.node("Add", [y, b.node("Exp", [s])]) : y;
+      },
+      xDims: dims,
+      precision: "double" as const,
+      seed,
+    };
+    // Without another reader, no node of the backward pass reads the_sigmoid's output.
+    const g = decodeModel(buildCase(c, new RandomStream(seed)).bytes).graph;
+    const out = g.node.find((n) => n.name === "the_sigmoid")!.output[0];
+    const readers = g.node.filter((n) => n.input.includes(out)).length;
+    assert.ok(shared ? readers > 2 : readers === 1, `readers of sigmoid(x): ${readers}`);
+    await checkVjp(c, `SiLU swap ${swap} shared ${shared}`);
+  },
+);

@@ -44,8 +44,12 @@ export interface GradRule {
    * undefined when it can. Called before anything is appended.
    */
   readonly check?: (node: NodeProto, opset: number, b: GraphBuilder) => string | undefined;
-  /** Appends the backward nodes; returns the cotangent of every input i with `needs[i]`. */
-  readonly vjp: (ctx: VjpContext) => readonly (string | undefined)[];
+  /**
+   * Appends the backward nodes; returns the cotangent of every input i with `needs[i]`, or
+   * `null` for an input whose contribution the rule has already folded into another input's
+   * cotangent (x * sigmoid(x): the whole SiLU derivative goes to x, none through sigmoid(x)).
+   */
+  readonly vjp: (ctx: VjpContext) => readonly (string | undefined | null)[];
 }
 
 /** The kind of input slot `i` of a node handled by `rule`. */

@@ -149,12 +149,45 @@ const sub: Rule = {
   },
 };
 
-/** y = a b: da = g b, db = g a. */
+/**
+ * The SiLU pattern y = x sigmoid(x) (EfficientNet, SiLU ResNets; exporters write Mul(x,
+ * Sigmoid(x)), which ONNX Runtime fuses into one kernel): the index (0 or 1) of the Sigmoid
+ * operand, whose own input is the other operand, or -1.
+ */
+function siluSigmoidSlot(b: VjpContext["b"], node: VjpContext["node"]): number {
+  const [x0, x1] = node.input;
+  for (const [k, s, x] of [[1, x1, x0], [0, x0, x1]] as const) {
+    const p = b.graph.node.find((n) => n.output[0] === s);
+    if (p && p.op_type === "Sigmoid" && (!p.domain || p.domain === "ai.onnx") && p.input[0] === x) {
+      return k;
+    }
+  }
+  return -1;
+}
+
+/**
+ * y = a b: da = g b, db = g a. For SiLU, y = x s with s = sigmoid(x), the whole derivative goes
+ * to x, dx = g s (1 + x (1 - s)) with s recomputed from x, and none through s (`null`): the
+ * backward then reads only x, so the runtime keeps the forward's x * sigmoid(x) fused.
+ */
 const mul: Rule = {
   slots: ["diff", "diff"],
   vjp: ({ b, node, dy, needs }) => {
     const [x0, x1] = node.input;
     const g = dy[0]!;
+    const k = needs[0] && needs[1] ? siluSigmoidSlot(b, node) : -1;
+    if (k >= 0) {
+      const x = node.input[1 - k];
+      const s = b.node("Sigmoid", [x]);
+      const inner = b.node("Add", [
+        b.node("Mul", [x, b.node("Sub", [constLike(b, 1, s), s])]),
+        constLike(b, 1, x),
+      ]);
+      const dx = b.node("Mul", [g, b.node("Mul", [s, inner])]);
+      return k === 1
+        ? [unbroadcast(b, dx, x, node.output[0]), null]
+        : [null, unbroadcast(b, dx, x, node.output[0])];
+    }
     return [
       needs[0] ? unbroadcast(b, b.node("Mul", [g, x1]), x0, node.output[0]) : undefined,
       needs[1] ? unbroadcast(b, b.node("Mul", [g, x0]), x1, node.output[0]) : undefined,

@@ -74,6 +74,9 @@ export function appendVjp(b: GraphBuilder, output: string, cotangent: string, wr
       const parts = rule.nonDiffOutputs?.includes(k) ? undefined : cotangents.get(o);
       return parts ? sumValues(b, parts) : undefined;
     });
+    // Every cotangent that would reach this node was folded into another node's rule (a
+    // rule's `null`, e.g. SiLU's x * sigmoid(x)): nothing to differentiate here.
+    if (dy.every((d) => d === undefined)) continue;
     const needs = node.input.map((v, i) =>
       !!v && plan.dependent.has(v) && slotKind(rule, i) === "diff"
     );
@@ -81,6 +84,7 @@ export function appendVjp(b: GraphBuilder, output: string, cotangent: string, wr
     needs.forEach((need, i) => {
       if (!need) return;
       const g = grads[i];
+      if (g === null) return; // folded into another input's cotangent by the rule
       if (g === undefined) {
         throw new Error(
           `internal: the ${node.op_type} rule returned no cotangent for input ${i} of ${
