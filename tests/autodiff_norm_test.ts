@@ -2,11 +2,13 @@
 // and RMSNormalization (rules_norm.ts): one-op graphs with random scale and bias, checked against central finite
 // differences (tests/_vjp_check.ts); float64 where ONNX Runtime has the kernel
 // (LayerNormalization), float32 otherwise.
+import assert from "node:assert/strict";
 import fc from "fast-check";
-import { float } from "../lib/onnx/builder.ts";
-import { DataType } from "../lib/onnx/proto.ts";
+import { float, type GraphBuilder } from "../lib/onnx/builder.ts";
+import { DataType, decodeModel } from "../lib/onnx/proto.ts";
+import { RandomStream } from "../lib/random.ts";
 import { property, randomConst, seedArb, shapeArb } from "./_vjp_arbitraries.ts";
-import { awayFromZero, checkVjp } from "./_vjp_check.ts";
+import { awayFromZero, buildCase, checkVjp } from "./_vjp_check.ts";
 
 property(
   "vjp: LayerNormalization, any axis (negative or positive), epsilon, scale and bias, opset " +
@@ -156,4 +158,54 @@ property(
       precision: "float",
       seed,
     }, `LayerNormalization float32 [${dims}]`),
+);
+
+property(
+  "vjp: a spelled-out layer norm (ReduceMean, Sub, Pow or Mul, ReduceMean, Add eps, Sqrt, Div) " +
+    "over trailing axes becomes one LayerNormalization; over other axes it stays (float32)",
+  fc.record({
+    dims: shapeArb(2, 4, 4).filter((d) => d[d.length - 1] >= 3),
+    trailing: fc.integer({ min: 1, max: 2 }),
+    leading: fc.boolean(), // normalise over axis 0 instead: not a layer norm, not rewritten
+    square: fc.constantFrom("Pow", "Mul"),
+    epsFirst: fc.boolean(),
+    opset: fc.constantFrom(13, 18),
+    seed: seedArb,
+  }),
+  async ({ dims, trailing, leading: leadingWanted, square, epsFirst, opset, seed }) => {
+    const r = dims.length;
+    // Over axis 0 only with >= 4 values (2 or 3 are the near-degenerate groups, see above).
+    const leading = leadingWanted && dims[0] >= 4;
+    const axes = leading
+      ? [0]
+      : Array.from({ length: Math.min(trailing, r) }, (_, i) => i - Math.min(trailing, r));
+    const mean = (b: GraphBuilder, v: string) =>
+      opset >= 18
+        ? b.node("ReduceMean", [v, b.i64("axes", axes)], { keepdims: 1 })
+        : b.node("ReduceMean", [v], { axes, keepdims: 1 });
+    const c = {
+      build: (b: GraphBuilder, x: string) => {
+        const h = b.node("Sin", [x]);
+        const d = b.node("Sub", [h, mean(b, h)]);
+        const sq = square === "Pow"
+          ? b.node("Pow", [d, b.f32("two", 2, [])])
+          : b.node("Mul", [d, d]);
+        const eps = b.f32("eps", 1e-3, []);
+        const v = mean(b, sq);
+        const s = b.node("Sqrt", [b.node("Add", epsFirst ? [eps, v] : [v, eps])]);
+        return b.node("Tanh", [b.node("Div", [d, s])]);
+      },
+      xDims: dims,
+      precision: "float" as const,
+      opset,
+      seed,
+    };
+    const ops = decodeModel(buildCase(c, new RandomStream(seed)).bytes).graph.node.map((n) =>
+      n.op_type
+    );
+    const rewritten = ops.includes("LayerNormalization");
+    assert.equal(rewritten, !leading || r === 1, `rewritten: ${ops}`);
+    if (rewritten) assert.ok(!ops.includes("Sqrt"), `${ops}`);
+    await checkVjp(c, `spelled-out layer norm axes ${axes} ${square}`);
+  },
 );

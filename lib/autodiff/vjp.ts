@@ -10,6 +10,7 @@
 import type { GraphBuilder } from "../onnx/builder.ts";
 import type { GraphProto, NodeProto } from "../onnx/proto.ts";
 import { sumValues } from "./_emit.ts";
+import { canonicalizeLayerNorms } from "./canonical.ts";
 import { BACKWARD_OPSET, upgradeOpset } from "./opset.ts";
 import { describeNode, type GradRule, slotKind } from "./rule.ts";
 import { GRAD_RULES, isCut, ruleFor } from "./rules.ts";
@@ -31,7 +32,8 @@ interface BackwardPlan {
  * not depend on `wrt` (weights, shape sub-graphs through Shape, Cast to integers, comparisons)
  * need no rule. An op on such a path without a rule, or a weight of it that depends on `wrt`,
  * throws an Error naming the op, the node, its outputs and the opset; no gradient is guessed.
- * The graph is raised to opset {@link BACKWARD_OPSET} first (see `upgradeOpset`).
+ * The graph is raised to opset {@link BACKWARD_OPSET} first (see `upgradeOpset`), and layer
+ * normalisations spelled out op by op are rewritten to LayerNormalization (`canonical.ts`).
  *
  * @example
  * ```ts
@@ -63,6 +65,8 @@ export function appendVjp(b: GraphBuilder, output: string, cotangent: string, wr
   }
   upgradeOpset(b, target);
   if (output === wrt) return b.node("Identity", [cotangent]);
+  // Spelled-out layer norms become LayerNormalization (the same function; canonical.ts).
+  canonicalizeLayerNorms(b);
   const plan = planBackward(b, output, wrt, b.opset, modelOpset);
 
   const nodes = [...b.graph.node];
