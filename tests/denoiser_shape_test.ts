@@ -138,6 +138,9 @@ Deno.test("dynamic H/W needs --image-size; symbolic output channels are probed; 
     assert.ok(Math.abs(eps[i] - (x[i] - a * x0) / sg) < 1e-3 * (1 + Math.abs(eps[i])), `i ${i}`);
   }
   assert.equal((ctx as { v?: Float32Array }).v?.length, x.length);
+  // the pixel cap splits a batch into single-image runs without changing anything
+  const one = await onnxDenoiser(dyn, 64, setup, 6 * 10)(x, 3999, { ...ctx });
+  assert.deepEqual(one, eps);
 });
 
 Deno.test("64x64 sample from an ADM UNet given by path: learned variance read, 64x64 PNGs", async () => {

@@ -13,6 +13,9 @@
  * conversion, and the classifier's energy head (forward + input gradient) at x_t, then the DDIM
  * update. The first step (session warm-up) is reported separately; the rest give the median.
  * Peak RSS is the process's VmHWM from /proc/self/status (all of Deno, ORT and both models).
+ * --unet-batch n runs the UNet on n images at a time inside the guided batch (less activation
+ * memory, same results; without it the toolkit's default applies: the whole batch, at most
+ * MAX_PIXELS_PER_RUN pixels per run, i.e. one 256x256 image); --arena off disables ORT's CPU memory arena for the UNet session.
  * --scale 0 times the unguided step (the classifier is not run). Prints one JSON row; writes it
  * to --out when given.
  * @module
@@ -39,6 +42,8 @@ const { values: f } = parseArgs({
     T: { type: "string", default: "1000" },
     timestep: { type: "string", default: "index" },
     scale: { type: "string", default: "10" },
+    "unet-batch": { type: "string" },
+    arena: { type: "string", default: "on" },
     out: { type: "string" },
   },
 });
@@ -56,11 +61,14 @@ function vm(key: "VmHWM" | "VmRSS"): number {
 
 const threads = f.threads === undefined ? undefined : Number(f.threads);
 const batch = Number(f.batch), steps = Number(f.steps);
+// images per UNet run inside a guided batch (default: all of it); fewer bounds the activations
+const unetBatch = f["unet-batch"] === undefined ? batch : Number(f["unet-batch"]);
 const opts: ort.InferenceSession.SessionOptions = {
   graphOptimizationLevel: "all",
   executionMode: "sequential",
   interOpNumThreads: 1,
   executionProviders: ["cpu"],
+  enableCpuMemArena: f.arena !== "off",
   ...(threads ? { intraOpNumThreads: threads } : {}),
 };
 const t0 = performance.now();
@@ -101,7 +109,8 @@ const classifier = await loadEnergyClassifier(await Deno.readFile(f.classifier),
   allowSpinning: false,
 });
 const labels = Array.from({ length: batch }, (_, i) => i % classifier.numClasses);
-const den = guided(onnxDenoiser(model, batch, setup), {
+// an explicit --unet-batch is taken as given (no pixel cap: to measure what the cap avoids)
+const den = guided(onnxDenoiser(model, unetBatch, setup, f["unet-batch"] ? Infinity : undefined), {
   classifier,
   direction: directionFromFlags("joint", {}),
   scale: Number(f.scale),
@@ -148,6 +157,8 @@ const row = {
   shape: [c, h, w],
   output: setup.output,
   batch,
+  unetBatch,
+  arena: f.arena,
   steps,
   scale: Number(f.scale),
   threads: threads ?? "default",

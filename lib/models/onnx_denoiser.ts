@@ -212,19 +212,34 @@ function timestepFeed(io: DenoiserIO, values: number[], n: number) {
 }
 
 /**
- * Wraps an ONNX denoiser; `batch` bounds the images per ORT run (it does not change results).
+ * Pixels per UNet run at most (one 256x256 image): a guided batch of larger images is run through
+ * the UNet a few images at a time. Results do not change; the activations do: the ADM 256x256 UNet
+ * at a guided batch of 4 peaks at 8.2 GiB RSS run 4 at a time and 4.3 GiB run 1 at a time, and
+ * is no slower (bench/NOTES.md, "Beyond 32x32").
+ */
+export const MAX_PIXELS_PER_RUN = 256 * 256;
+
+/**
+ * Wraps an ONNX denoiser; `batch` bounds the images per ORT run (it does not change results),
+ * and so does `maxPixels` (default {@link MAX_PIXELS_PER_RUN}).
  * Without `setup` the model is read as eps prediction with the index timestep (the old
  * contract). With a setup, the output is converted to eps (lib/models/parameterisation.ts) and a
  * learned variance is handed to the DDPM step through `ctx.v`.
  */
-export function onnxDenoiser(model: OnnxModel, batch = 64, setup?: DenoiserSetup): Denoiser {
+export function onnxDenoiser(
+  model: OnnxModel,
+  batch = 64,
+  setup?: DenoiserSetup,
+  maxPixels = MAX_PIXELS_PER_RUN,
+): Denoiser {
   const io = setup?.io ?? denoiserIO(model);
   const output: OutputSpec = setup?.output ?? { prediction: "epsilon", variance: "fixed" };
   const d0 = model.inputs.find((i) => i.name === io.x)!.shape[0];
   const fb = typeof d0 === "number" && d0 > 0 ? d0 : undefined;
-  const step = fb ?? Math.max(1, batch);
   const net: Network = async (x, tv, n, shape) => {
     const per = shape.c * shape.h * shape.w;
+    const step = fb ??
+      Math.max(1, Math.min(batch, Math.floor(maxPixels / (shape.h * shape.w))));
     const perOut = outputChannels(output, shape.c) * shape.h * shape.w;
     if (fb !== undefined && n % fb !== 0) {
       throw new Error(`model ${model.source} has a fixed batch of ${fb}; ${n} items do not divide`);
