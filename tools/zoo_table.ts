@@ -4,7 +4,9 @@
  * the worst relative error of the head against the fixture's float64 autograd references
  * (logits, energies, the three objectives' input gradients), and the time per image of the
  * forward-only head and the full head at batch B (default 64), through the adapter (what
- * guidance pays; the median of --reps calls), with their ratio. Prints a markdown table; --json FILE also writes the rows.
+ * guidance pays; the median of --reps calls), with their ratio, and the same ratio of kernel
+ * times on one thread (the sum over nodes of each node's fastest run under ONNX Runtime's
+ * profiler: robust on a busy machine, where wall-clock ratios are not). Prints a markdown table; --json FILE also writes the rows.
  *
  *   deno run -A tools/zoo_table.ts [--batch 64] [--reps 5] [--threads N] [--only NAME,...]
  *     [--top 8] [--json out/zoo_table.json]
@@ -12,12 +14,12 @@
  * Timings are only meaningful on a quiet machine (nothing else running); run it alone.
  * @module
  */
-import process from "node:process";
+import * as ort from "onnxruntime-node";
 import { parseArgs } from "node:util";
 import { compileEnergyHead } from "../lib/energy/head.ts";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import { writeJsonAtomic } from "../lib/io/outputs.ts";
-import { decodeModel } from "../lib/onnx/proto.ts";
+import { decodeModel, encodeModel } from "../lib/onnx/proto.ts";
 import { RandomStream } from "../lib/random.ts";
 import { readZooFixture, zooErrors, zooLoadOptions, zooNames } from "../tests/_zoo.ts";
 
@@ -36,32 +38,61 @@ interface ZooRow {
   forwardMsPerImage: number;
   headMsPerImage: number;
   ratio: number;
-  forwardCpuMsPerImage: number;
-  headCpuMsPerImage: number;
-  cpuRatio: number;
+  /** Kernel time per image (see kernelMs), forward-only head and full head, and the ratio. */
+  forwardKernelMsPerImage: number;
+  headKernelMsPerImage: number;
+  kernelRatio: number;
 }
 
-/**
- * Median wall-clock milliseconds per call of `fn` over `reps` calls after one warm-up call, and
- * the process CPU milliseconds per call (user + system over all reps / reps): on a busy
- * machine the CPU time of a single-threaded run (--threads 1) still estimates the quiet
- * machine's wall time, which the wall clock does not.
- */
-async function timeIt(
-  fn: () => Promise<unknown>,
-  reps: number,
-): Promise<{ wall: number; cpu: number }> {
+/** Median wall-clock milliseconds per call of `fn` over `reps` calls after one warm-up call. */
+async function timeIt(fn: () => Promise<unknown>, reps: number): Promise<number> {
   await fn();
   const times: number[] = [];
-  const c0 = process.cpuUsage();
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
     await fn();
     times.push(performance.now() - t0);
   }
-  const c = process.cpuUsage(c0);
   times.sort((a, b) => a - b);
-  return { wall: times[Math.floor(times.length / 2)], cpu: (c.user + c.system) / 1000 / reps };
+  return times[Math.floor(times.length / 2)];
+}
+
+/**
+ * Kernel milliseconds per run of the head graph in `bytes` on one thread: ONNX Runtime's
+ * profiler times every node in each of `reps` runs, and the minimum over runs is summed over
+ * nodes. Contention from other processes only ever adds time to a kernel, so the minimum
+ * estimates a quiet machine's kernel time even on a busy one (session overhead excluded).
+ */
+async function kernelMs(
+  bytes: Uint8Array,
+  feeds: Record<string, ort.Tensor>,
+  reps: number,
+): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "zoo_table_" });
+  try {
+    const session = await ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      enableProfiling: true,
+      profileFilePrefix: `${dir}/p`,
+    });
+    for (let i = 0; i <= reps; i++) await session.run(feeds);
+    session.endProfiling();
+    await session.release();
+    const file = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".json"));
+    if (!file) throw new Error(`no ONNX Runtime profile was written to ${dir}`);
+    const events: Array<{ cat: string; name: string; dur: number }> = JSON.parse(
+      await Deno.readTextFile(`${dir}/${file.name}`),
+    );
+    const min = new Map<string, number>();
+    for (const e of events) {
+      if (e.cat !== "Node" || !e.name.endsWith("_kernel_time")) continue;
+      min.set(e.name, Math.min(min.get(e.name) ?? Infinity, e.dur));
+    }
+    return [...min.values()].reduce((a, v) => a + v, 0) / 1000;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 function histogram(ops: readonly string[]): Record<string, number> {
@@ -105,6 +136,15 @@ async function measure(
   const coef = new Float32Array(n * 3).fill(1);
   const forwardMs = await timeIt(() => fwd.forward(x, n, y), opts.reps);
   const headMs = await timeIt(() => head.energies(x, n, y, coef, 0), opts.reps);
+  const xT = new ort.Tensor("float32", x, [n, ...head.info.inputShape]);
+  const yT = new ort.Tensor("int64", BigInt64Array.from(y.map(BigInt)), [n]);
+  const fwdKernel = await kernelMs(fwdBytes, { x: xT, y: yT }, opts.reps);
+  const headKernel = await kernelMs(encodeModel(headModel), {
+    x: xT,
+    y: yT,
+    coef: new ort.Tensor("float32", coef, [n, 3]),
+    e_star: new ort.Tensor("float32", new Float32Array(n), [n]),
+  }, opts.reps);
   await head.release();
   await fwd.release();
   return {
@@ -118,12 +158,12 @@ async function measure(
     worstRelError,
     worstOf,
     batch: n,
-    forwardMsPerImage: forwardMs.wall / n,
-    headMsPerImage: headMs.wall / n,
-    ratio: headMs.wall / forwardMs.wall,
-    forwardCpuMsPerImage: forwardMs.cpu / n,
-    headCpuMsPerImage: headMs.cpu / n,
-    cpuRatio: headMs.cpu / forwardMs.cpu,
+    forwardMsPerImage: forwardMs / n,
+    headMsPerImage: headMs / n,
+    ratio: headMs / forwardMs,
+    forwardKernelMsPerImage: fwdKernel / n,
+    headKernelMsPerImage: headKernel / n,
+    kernelRatio: headKernel / fwdKernel,
   };
 }
 
@@ -160,7 +200,7 @@ if (import.meta.main) {
   const t0 = performance.now();
   console.log(
     `| fixture | family | exporter | opset | nodes | head nodes | head ops (top ${top}) | ` +
-      `worst rel err | fwd ms/img | head ms/img | head/fwd (batch ${batch}) | CPU head/fwd |`,
+      `worst rel err | fwd ms/img | head ms/img | head/fwd (batch ${batch}) | kernel head/fwd (1 thread) |`,
   );
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const [i, name] of names.entries()) {
@@ -171,7 +211,7 @@ if (import.meta.main) {
       `| ${r.name} | ${r.family} | ${r.exporter} | ${r.opset} | ${r.classifierNodes} | ` +
         `${r.headNodes} | ${ops} | ${r.worstRelError.toExponential(1)} (${r.worstOf}) | ` +
         `${r.forwardMsPerImage.toFixed(3)} | ${r.headMsPerImage.toFixed(3)} | ` +
-        `${r.ratio.toFixed(2)} | ${r.cpuRatio.toFixed(2)} |`,
+        `${r.ratio.toFixed(2)} | ${r.kernelRatio.toFixed(2)} |`,
     );
     const s = (performance.now() - t0) / 1000, rate = (i + 1) / s;
     console.error(
