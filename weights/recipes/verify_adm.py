@@ -76,6 +76,39 @@ def tiny_fixture(work: str, threads: int) -> dict:
     return res
 
 
+def lean_parity(name: str, onnx_path: str, batches: list[int], threads: int) -> dict:
+    """ORT (memory arena off, the whole batch in one run) against the same seeded stand-in in
+    PyTorch run one image at a time, for models too big to hold both batch forwards at once
+    (the 256x256 UNet at batch 8 needs ~17 GB for ORT + PyTorch together)."""
+    import onnxruntime as ort
+
+    model = random_standin(name, 0)
+    p = adm.PRESETS[name]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.enable_cpu_mem_arena = False
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    errs, top = {}, 0.0
+    for n in batches:
+        f = conv.feeds(p.model, p.diffusion, n, 100 + n)
+        out = sess.run(["out"], f)[0]
+        err = 0.0
+        with torch.no_grad():
+            for i in range(n):
+                ref = model(torch.from_numpy(f["x"][i:i + 1]), torch.from_numpy(f["t"][i:i + 1])).numpy()
+                err = max(err, float(np.abs(out[i:i + 1] - ref).max()))
+                top = max(top, float(np.abs(ref).max()))
+        errs[f"b{n}"] = err
+        log(f"  {name}: ORT batch {n} vs PyTorch per image: max abs error {err:.3e} (max |out| {top:.3g})")
+        assert err < 1e-4 * max(1.0, top), errs
+    size = sum(os.path.getsize(f) for f in (onnx_path, onnx_path + ".data") if os.path.exists(f))
+    return {"max_abs_error": errs, "max_abs_output": top, "params": adm.count_params(model),
+            "onnx_mb": round(size / 2 ** 20, 1), "external_data": os.path.exists(onnx_path + ".data"),
+            "config": p.model.as_dict(), "diffusion": p.diffusion.__dict__, "source": p.source,
+            "schedule": conv.schedule_entry(p.diffusion, p.model.learn_sigma)}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", default="cifar10,imagenet64")
@@ -83,9 +116,28 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", default="/tmp/adm_verify")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the ONNX files in --workdir (for tools/denoiser_cost.ts)")
+    ap.add_argument("--lean-parity", metavar="PRESET:B1,B2",
+                    help="only check an already exported <workdir>/adm_PRESET.onnx at these batches, ORT "
+                         "without its memory arena against PyTorch one image at a time (big models)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.workdir, exist_ok=True)
+    summary_path = os.path.join(FIXTURES, "parity.json")
+    if args.lean_parity:
+        name, batches = args.lean_parity.split(":")
+        res = lean_parity(name, os.path.join(args.workdir, f"adm_{name}.onnx"),
+                          [int(b) for b in batches.split(",")], args.threads)
+        summary = json.load(open(summary_path))
+        entry = summary["configs"].setdefault(name, {})
+        errs = {**entry.get("max_abs_error", {}), **res.pop("max_abs_error")}
+        top = max(entry.get("max_abs_output") or 0.0, res.pop("max_abs_output"))
+        entry.update(res, max_abs_error=errs, max_abs_output=top, torch=torch.__version__,
+                     onnxruntime=__import__("onnxruntime").__version__)
+        entry["lean_parity"] = "ORT whole batch (arena off) vs PyTorch one image at a time: " + batches
+        with open(summary_path, "w") as fh:
+            json.dump(summary, fh, indent=1)
+            fh.write("\n")
+        return
     presets = [p for p in args.presets.split(",") if p] + (["imagenet256"] if args.full else [])
     summary_path = os.path.join(FIXTURES, "parity.json")
     summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
