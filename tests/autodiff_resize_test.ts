@@ -36,7 +36,8 @@ property(
     // Nearest also resizes the channel axis (a Transpose around the MatMul in the rule).
     const cs = mode === "nearest" && channelScale ? 2 : 1;
     const dims = [2, 2, h, w];
-    const scales = [1, cs, ...scale];
+    // A scale that empties an axis (1 row x 0.5) has no output to differentiate: scale it up.
+    const scales = [1, cs, ...scale.map((sc, i) => [h, w][i] * sc < 1 ? 1 : sc)];
     const sizes = dims.map((d, i) => Math.max(1, Math.floor(d * scales[i])));
     return checkVjp(
       {
