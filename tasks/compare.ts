@@ -31,6 +31,7 @@ import { defaultModel, weightsBaseFrom } from "../lib/weights.ts";
 import { numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
 import { evaluateTask } from "./evaluate.ts";
 import { guideTask } from "./guide.ts";
+import { passFlags, passThroughOptions, readJson } from "./_grid_run.ts";
 
 /** Flags passed to every guide run unchanged (when given). */
 const GUIDE_PASS = [
@@ -71,9 +72,7 @@ const FLAGS = {
   grid: { type: "string" },
   fixed: { type: "string" },
   out: { type: "string" },
-  ...Object.fromEntries(
-    [...new Set([...GUIDE_PASS, ...EVALUATE_PASS])].map((k) => [k, { type: "string" as const }]),
-  ) as Record<typeof GUIDE_PASS[number] | typeof EVALUATE_PASS[number], { type: "string" }>,
+  ...passThroughOptions(GUIDE_PASS, EVALUATE_PASS),
   help: { type: "boolean" },
 } as const;
 
@@ -110,11 +109,6 @@ type Flags = ReturnType<typeof parseCompareFlags>;
 
 function parseCompareFlags(args: string[]) {
   return parseFlags("compare", args, FLAGS);
-}
-
-function passFlags(f: Flags, names: readonly string[]): string[] {
-  const rec = f as Record<string, unknown>;
-  return names.flatMap((k) => rec[k] === undefined ? [] : [`--${k}=${rec[k]}`]);
 }
 
 /** Parses "m:k=v,k=v;m2:..." into per-method raw parameter texts. */
@@ -197,18 +191,6 @@ function methodArgs(p: MethodPlan, value: number): string[] {
 
 const slug = (p: MethodPlan, v: number) =>
   `${p.method}-${p.param}-${String(v).replace(/[^\w.-]/g, "_")}`;
-
-// deno-lint-ignore no-explicit-any
-async function readJson(path: string): Promise<any> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw new Error(
-      `${path} cannot be read as JSON (${(e as Error).message}); delete it and rerun`,
-    );
-  }
-}
 
 const numOrNull = (v: unknown): number | null =>
   typeof v === "number" && Number.isFinite(v) ? v : null;

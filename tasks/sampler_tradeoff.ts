@@ -27,6 +27,7 @@ import { defaultModel, weightsBaseFrom } from "../lib/weights.ts";
 import { parseFlags, UsageError, versions } from "./_args.ts";
 import { evaluateTask } from "./evaluate.ts";
 import { guideTask } from "./guide.ts";
+import { passFlags, passThroughOptions, readJson } from "./_grid_run.ts";
 
 /** Guide flags passed unchanged (the strength stays guide's default unless given). */
 const GUIDE_PASS = [
@@ -81,25 +82,11 @@ const FLAGS = {
   "repeat-seeds": { type: "string" },
   evaluator: { type: "string" },
   out: { type: "string" },
-  ...Object.fromEntries(
-    [...new Set([...GUIDE_PASS, ...EVALUATE_PASS])].map((k) => [k, { type: "string" as const }]),
-  ) as Record<typeof GUIDE_PASS[number] | typeof EVALUATE_PASS[number], { type: "string" }>,
+  ...passThroughOptions(GUIDE_PASS, EVALUATE_PASS),
   help: { type: "boolean" },
 } as const;
 
 const SAMPLERS = ["ddim", "ddpm", "dpmpp-2m", "unipc", "heun"];
-
-// deno-lint-ignore no-explicit-any
-async function readJson(path: string): Promise<any> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw new Error(
-      `${path} cannot be read as JSON (${(e as Error).message}); delete it and rerun`,
-    );
-  }
-}
 
 function seedsOf(flag: string, text: string): number[] {
   try {
@@ -145,8 +132,6 @@ export async function samplerTradeoffTask(args: string[]): Promise<void> {
   const base = weightsBaseFrom(f.weights);
   const evaluator = f.evaluator ?? await defaultModel("evaluator", base);
   const rec = f as Record<string, string | undefined>;
-  const pass = (names: readonly string[]) =>
-    names.flatMap((k) => rec[k] === undefined ? [] : [`--${k}=${rec[k]}`]);
   await claimRunFolder(out, {
     task: "sampler-tradeoff",
     evaluator,
@@ -186,14 +171,14 @@ export async function samplerTradeoffTask(args: string[]): Promise<void> {
       `--steps=${p.steps}`,
       "--evaluator=none", // scored once, below
       `--out=${dir}`,
-      ...pass(GUIDE_PASS),
+      ...passFlags(f, GUIDE_PASS),
     ]);
     const partial = `${dir}/evaluate.partial.json`;
     await evaluateTask([
       `--images=${dir}`,
       `--evaluator=${evaluator}`,
       `--out=${partial}`,
-      ...pass(EVALUATE_PASS),
+      ...passFlags(f, EVALUATE_PASS),
     ]);
     await Deno.rename(partial, `${dir}/evaluate.json`); // marks the point done
     tick(i + 1);
@@ -210,7 +195,7 @@ export async function samplerTradeoffTask(args: string[]): Promise<void> {
   }
   const about =
     `Guided (guide defaults${
-      pass(["direction", "scale", "schedule"]).map((a) => " " + a).join("")
+      passFlags(f, ["direction", "scale", "schedule"]).map((a) => " " + a).join("")
     }), ` +
     `all 10 classes x seeds ${formatSeeds(seeds)} per point, evaluated by ${evaluator}; ` +
     `s / image is guide's sampling time per image (guidance included, evaluation excluded).`;

@@ -37,6 +37,7 @@ import { defaultModel, loadManifest, looksLikePath, weightsBaseFrom } from "../l
 import { numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
 import { evaluateTask } from "./evaluate.ts";
 import { guideTask } from "./guide.ts";
+import { passFlags, passThroughOptions, readJson } from "./_grid_run.ts";
 
 /** Flags passed to every `guide` run unchanged (when given). */
 const GUIDE_PASS = [
@@ -89,9 +90,7 @@ const FLAGS = {
   "input-size": { type: "string" },
   "evaluator-input-size": { type: "string" },
   labels: { type: "string" },
-  ...Object.fromEntries(
-    [...new Set([...GUIDE_PASS, ...EVALUATE_PASS])].map((k) => [k, { type: "string" as const }]),
-  ) as Record<typeof GUIDE_PASS[number] | typeof EVALUATE_PASS[number], { type: "string" }>,
+  ...passThroughOptions(GUIDE_PASS, EVALUATE_PASS),
   help: { type: "boolean" },
 } as const;
 
@@ -136,16 +135,8 @@ export const SWEEP_USAGE = `deno task sweep [flags]
   killed mid-run continues where it stopped. Adding values to the lists extends a sweep; changing
   a fixed flag is refused (use a new --out).`;
 
-type Flags = ReturnType<typeof parseSweepFlags>;
-
 function parseSweepFlags(args: string[]) {
   return parseFlags("sweep", args, FLAGS);
-}
-
-/** `--name value` pairs of the given flags that were set. */
-function passFlags(f: Flags, names: readonly string[]): string[] {
-  const rec = f as Record<string, unknown>;
-  return names.flatMap((k) => rec[k] === undefined ? [] : [`--${k}=${rec[k]}`]);
 }
 
 /** Checks the classifiers exist (id in the manifest, or a file) and that dual has Estar_y. */
@@ -184,19 +175,6 @@ async function checkClassifiers(
           `--stats <file> (deno task energy-stats --classifier ${ref}) or drop dual`,
       );
     }
-  }
-}
-
-/** Reads a JSON file, or undefined when it does not exist. */
-// deno-lint-ignore no-explicit-any
-async function readJson(path: string): Promise<any> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw new Error(
-      `${path} cannot be read as JSON (${(e as Error).message}); delete it and rerun`,
-    );
   }
 }
 
