@@ -4,10 +4,16 @@
  */
 import { type EnergyClassifier, loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import type { InputConventions } from "../lib/energy/conventions.ts";
-import type { ProviderChoice } from "../lib/runtime/session.ts";
+import { loadOnnx, type OnnxModel, type ProviderChoice } from "../lib/runtime/session.ts";
+import {
+  type DenoiserSetup,
+  inspectDenoiser,
+  type InspectOptions,
+  modelFolder,
+} from "../lib/models/onnx_denoiser.ts";
 import { type ResolvedModel, resolveModel } from "../lib/weights.ts";
 import { UsageError } from "../lib/errors.ts";
-import { checkClassifierFile, modelLabel } from "./_preflight.ts";
+import { checkClassifierFile, checkModelFile, modelLabel } from "./_preflight.ts";
 
 /** Parses "r,g,b" into numbers, naming the flag on error. */
 export function parseTriple(flag: string, raw: string | undefined): number[] | undefined {
@@ -91,4 +97,39 @@ export async function loadClassifierRef(
   });
   classifier.model.source = label; // NaN/Inf reports of its outputs name the file
   return { classifier, resolved };
+}
+
+/**
+ * Loads a resolved denoiser and reads the run's image shape from its graph (its output and
+ * timestep input are checked), printing the inspection's notes on stderr.
+ * @param resolved the denoiser, resolved from `modelRef`
+ * @param modelRef what --model named, for errors
+ * @param opts the schedule spec and --image-size (declaredShape comes from the manifest entry),
+ *   the provider and threads of the session
+ * @throws UsageError naming --model when the file or the graph does not fit
+ */
+export async function loadDenoiserRef(
+  resolved: ResolvedModel,
+  modelRef: string,
+  opts: Pick<InspectOptions, "spec" | "imageSize"> & {
+    provider?: ProviderChoice;
+    threads?: number;
+  },
+): Promise<{ model: OnnxModel; setup: DenoiserSetup }> {
+  checkModelFile(resolved, "--model");
+  const model = await loadOnnx(resolved.bytes, {
+    provider: opts.provider,
+    intraOpThreads: opts.threads,
+    source: modelLabel(resolved),
+    externalDataDir: modelFolder(resolved.location),
+  });
+  const setup = await inspectDenoiser(model, {
+    spec: opts.spec,
+    declaredShape: resolved.entry?.input.shape,
+    imageSize: opts.imageSize,
+  }).catch((e) => {
+    throw new UsageError(`--model ${modelRef}: ${(e as Error).message}`);
+  });
+  setup.notes.forEach((n) => console.error(`note: ${n}`));
+  return { model, setup };
 }

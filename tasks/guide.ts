@@ -11,10 +11,9 @@
 import { type Accumulate, directionFromFlags } from "../lib/guidance/directions.ts";
 import { type GuidanceStepInfo, guided } from "../lib/guidance/guided.ts";
 import { formatStrength, parseStrength, type StrengthSchedule } from "../lib/guidance/strength.ts";
-import { inspectDenoiser, modelFolder, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
+import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { progress } from "../lib/progress.ts";
 import { parseSeeds, RNG_ID } from "../lib/random.ts";
-import { loadOnnx } from "../lib/runtime/session.ts";
 import { sample } from "../lib/sampler/loop.ts";
 import { targetAccuracy } from "../lib/metrics/target_accuracy.ts";
 import { scheduleFromSpec } from "../lib/schedule.ts";
@@ -46,8 +45,8 @@ import {
   scheduleSpecFor,
   withConventionFlags,
 } from "./_sampler_flags.ts";
-import { conventionsFromFlags, loadClassifierRef } from "./_models.ts";
-import { checkModelFile, checkRunModels, classifierInputRecord, modelLabel } from "./_preflight.ts";
+import { conventionsFromFlags, loadClassifierRef, loadDenoiserRef } from "./_models.ts";
+import { checkRunModels, classifierInputRecord, modelLabel } from "./_preflight.ts";
 import { readEnergyStats } from "./energy_stats.ts";
 import {
   METHOD_FLAGS,
@@ -214,21 +213,12 @@ export async function guideTask(args: string[]): Promise<void> {
     throw new UsageError((e as Error).message);
   });
   // the image shape comes from the denoiser's graph; its output and timestep input are checked
-  checkModelFile(resolved, "--model");
-  const model = await loadOnnx(resolved.bytes, {
-    provider,
-    intraOpThreads: threads,
-    source: modelLabel(resolved),
-    externalDataDir: modelFolder(resolved.location),
-  });
-  const setup = await inspectDenoiser(model, {
+  const { model, setup } = await loadDenoiserRef(resolved, modelRef, {
     spec,
-    declaredShape: resolved.entry?.input.shape,
     imageSize,
-  }).catch((e) => {
-    throw new UsageError(`--model ${modelRef}: ${(e as Error).message}`);
+    provider,
+    threads,
   });
-  setup.notes.forEach((n) => console.error(`note: ${n}`));
   const { c, h, w } = setup.shape;
   const imagesFrom = `the denoiser ${modelLabel(resolved)}`;
   const { classifier, resolved: clfResolved } = await loadClassifierRef(clfRef, base, {

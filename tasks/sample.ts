@@ -13,14 +13,14 @@ import {
   type SamplerConfig,
   type StepEvent,
 } from "../lib/sampler/loop.ts";
-import { loadOnnx, type ProviderChoice } from "../lib/runtime/session.ts";
-import { inspectDenoiser, modelFolder, onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
+import type { ProviderChoice } from "../lib/runtime/session.ts";
+import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 import { defaultModel, resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { progress } from "../lib/progress.ts";
 import { writeGrid, writeJsonAtomic } from "../lib/io/outputs.ts";
 import { formatSeeds, parseShard, type Shard } from "../lib/shard.ts";
 import { batchWriter, planRun, readImages, type RunItem, warnLargeRun } from "./_run_folder.ts";
-import { checkModelFile, modelLabel } from "./_preflight.ts";
+import { loadDenoiserRef } from "./_models.ts";
 import { choiceFlag, numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
 import {
   DENOISER_FLAGS_USAGE,
@@ -120,21 +120,12 @@ export async function sampleTask(args: string[]): Promise<void> {
     ? undefined
     : numberFlag("threads", f.threads, 0, { int: true, min: 1 });
   // the image shape comes from the graph; output channels and timestep input are checked here
-  checkModelFile(resolved, "--model");
-  const model = await loadOnnx(resolved.bytes, {
-    provider,
-    intraOpThreads: threads,
-    source: modelLabel(resolved),
-    externalDataDir: modelFolder(resolved.location),
-  });
-  const setup = await inspectDenoiser(model, {
+  const { model, setup } = await loadDenoiserRef(resolved, modelRef, {
     spec,
-    declaredShape: entry?.input.shape,
     imageSize,
-  }).catch((e) => {
-    throw new UsageError(`--model ${modelRef}: ${(e as Error).message}`);
+    provider,
+    threads,
   });
-  setup.notes.forEach((n) => console.error(`note: ${n}`));
   const { c, h, w } = setup.shape;
   const shape: ImageShape = { c, h, w };
   let seeds: number[];
