@@ -18,7 +18,7 @@ import { type DecodedAttr, getAttr, type GraphBuilder } from "../onnx/builder.ts
 import { DataType, type NodeProto, type TensorProto, type ValueInfoProto } from "../onnx/proto.ts";
 import { makeTensor, tensorToFloat64 } from "../onnx/tensor.ts";
 import { parseEinsum } from "./rules_linear.ts";
-import { broadcastDims, type StaticDim, staticElemType } from "./static_info.ts";
+import { broadcastDims, type StaticDim, staticElemType, windowOutputShape } from "./static_info.ts";
 
 /** A small tensor's entries: numbers, symbols or unknown (row-major). */
 type Entries = StaticDim[];
@@ -637,7 +637,7 @@ function inferNode(b: GraphBuilder, n: NodeProto, get: (v: string) => Known): Kn
     case "AveragePool":
     case "LpPool": {
       const ws = op === "Conv" ? get(n.input[1]).shape : undefined;
-      const shape = windowShape(n, xs, ws);
+      const shape = windowOutputShape(n, xs, ws);
       return op === "MaxPool" ? [{ shape, type: X.type }, { shape, type: DataType.INT64 }] : [{
         shape,
         type: X.type,
@@ -905,38 +905,4 @@ function sliceIndices(dim: number, start: number, end: number, step: number): nu
   const out: number[] = [];
   for (let i = s; step > 0 ? i < e : i > e; i += step) out.push(i);
   return out;
-}
-
-/** Output shape of Conv/pools from the input (and weight) shapes and attributes. */
-function windowShape(
-  n: NodeProto,
-  xs: StaticDim[] | undefined,
-  ws: StaticDim[] | undefined,
-): StaticDim[] | undefined {
-  if (!xs || xs.length < 3) return undefined;
-  const k = xs.length - 2;
-  const kernel = ints(n, "kernel_shape") ?? ws?.slice(2);
-  const list = (name: string, len: number, fill: number) => {
-    const v = ints(n, name);
-    return v && v.length > 0 ? v : Array(len).fill(fill);
-  };
-  const strides = list("strides", k, 1), dilations = list("dilations", k, 1);
-  const pads = list("pads", 2 * k, 0);
-  const autoPad = String(getAttr(n, "auto_pad", "NOTSET"));
-  const ceil = int(n, "ceil_mode", 0) === 1;
-  const spatial = xs.slice(2).map((h, i) => {
-    const ki = kernel?.[i];
-    if (typeof h !== "number") return undefined;
-    if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") return Math.ceil(h / strides[i]);
-    if (typeof ki !== "number") return undefined;
-    const extent = (ki - 1) * dilations[i] + 1;
-    const padded = autoPad === "VALID" ? h : h + pads[i] + pads[i + k];
-    const q = (padded - extent) / strides[i];
-    let out = (ceil ? Math.ceil(q) : Math.floor(q)) + 1;
-    // ceil_mode: the last window must start inside the input or the begin padding.
-    if (ceil && (out - 1) * strides[i] >= h + pads[i]) out--;
-    return out;
-  });
-  const channels = n.op_type === "Conv" ? ws?.[0] : xs[1];
-  return [xs[0], channels, ...spatial];
 }

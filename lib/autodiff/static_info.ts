@@ -414,7 +414,7 @@ function shapeOfOutput(
       ? broadcastDims(shapes as StaticDim[][])
       : undefined;
   }
-  if (op === "Conv") return convOutputShape(n, shapeOf(n.input[0]), shapeOf(n.input[1]));
+  if (op === "Conv") return windowOutputShape(n, shapeOf(n.input[0]), shapeOf(n.input[1]));
   return undefined;
 }
 
@@ -433,15 +433,21 @@ export function broadcastDims(shapes: readonly (readonly StaticDim[])[]): Static
   });
 }
 
-/** Output shape of a Conv from its input and weight shapes and attributes (ONNX Conv-11). */
-function convOutputShape(
+/**
+ * Output shape of a Conv or a pool (MaxPool, AveragePool, LpPool) from its input (and, for Conv,
+ * weight) shapes and attributes (ONNX Conv-11 / pools with ceil_mode).
+ * @param n the node
+ * @param xs the input shape
+ * @param ws the weight shape (Conv only)
+ */
+export function windowOutputShape(
   n: NodeProto,
-  x: StaticDim[] | undefined,
-  w: StaticDim[] | undefined,
+  xs: StaticDim[] | undefined,
+  ws: StaticDim[] | undefined,
 ): StaticDim[] | undefined {
-  if (!x || x.length < 3) return undefined;
-  const k = x.length - 2;
-  const kernel = intList(n, "kernel_shape") ?? w?.slice(2);
+  if (!xs || xs.length < 3) return undefined;
+  const k = xs.length - 2;
+  const kernel = intList(n, "kernel_shape") ?? ws?.slice(2);
   const list = (name: string, len: number, fill: number) => {
     const v = intList(n, name);
     return v && v.length > 0 ? v : Array(len).fill(fill);
@@ -449,14 +455,20 @@ function convOutputShape(
   const strides = list("strides", k, 1), dilations = list("dilations", k, 1);
   const pads = list("pads", 2 * k, 0);
   const autoPad = String(getAttr(n, "auto_pad", "NOTSET"));
-  const spatial = x.slice(2).map((h, i) => {
+  const ceil = Number(getAttr(n, "ceil_mode", 0)) === 1;
+  const spatial = xs.slice(2).map((h, i) => {
     const ki = kernel?.[i];
     if (typeof h !== "number") return undefined;
     if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") return Math.ceil(h / strides[i]);
     if (typeof ki !== "number") return undefined;
     const extent = (ki - 1) * dilations[i] + 1;
     const padded = autoPad === "VALID" ? h : h + pads[i] + pads[i + k];
-    return Math.floor((padded - extent) / strides[i]) + 1;
+    const q = (padded - extent) / strides[i];
+    let out = (ceil ? Math.ceil(q) : Math.floor(q)) + 1;
+    // ceil_mode: the last window must start inside the input or the begin padding.
+    if (ceil && (out - 1) * strides[i] >= h + pads[i]) out--;
+    return out;
   });
-  return [x[0], w?.[0], ...spatial];
+  const channels = n.op_type === "Conv" ? ws?.[0] : xs[1];
+  return [xs[0], channels, ...spatial];
 }
