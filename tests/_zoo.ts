@@ -1,13 +1,13 @@
 // The classifier zoo's fixtures (weights/recipes/export_zoo.py, issue 13 item 6): reading them,
 // running them through the energy head, and measuring the head against their float64
 // references. Used by tests/classifier_zoo_test.ts and tools/zoo_table.ts.
-import { Buffer } from "node:buffer";
 import {
   type EnergyClassifier,
   type LoadEnergyClassifierOptions,
   OBJECTIVES,
 } from "../lib/energy/classifier.ts";
 import type { InputConventions } from "../lib/energy/head.ts";
+import { f32 } from "./_base64.ts";
 
 /** One zoo fixture (`tests/fixtures/zoo/<name>.ref.json`). */
 export interface ZooFixture {
@@ -72,14 +72,6 @@ export function zooLoadOptions(fx: ZooFixture): LoadEnergyClassifierOptions {
     intraOpThreads: 1,
     ...(fx.resize_from ? { imageSize: [h, w] as const, inputSize: fx.input_size } : {}),
   };
-}
-
-/** float32 little-endian base64 -> Float32Array. */
-export function f32(b64: string): Float32Array {
-  const bytes = Buffer.from(b64, "base64");
-  return new Float32Array(
-    bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
-  );
 }
 
 /** max |a - b| / max |b|: the relative error the zoo's acceptance bound (1e-4) is stated in. */

@@ -2,7 +2,6 @@
 // checked at load, the ADM UNet in ONNX Runtime against PyTorch, and 64x64 runs end to end from
 // models given by path (tiny random ADM UNet with a learned variance, mixture classifier).
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import * as ort from "onnxruntime-node";
 import { decodePng } from "../lib/io/png.ts";
 import { buildMixtureClassifier, gaussianMixture } from "../lib/models/mixture.ts";
@@ -12,26 +11,12 @@ import { DataType, decodeModel, encodeModel } from "../lib/onnx/proto.ts";
 import { loadOnnx } from "../lib/runtime/session.ts";
 import { linearSchedule } from "../lib/schedule.ts";
 import { RandomStream } from "../lib/random.ts";
+import { f32 } from "./_base64.ts";
+import { cli } from "./_hardening.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const ADM64 = "tests/fixtures/adm/tiny_adm64.onnx";
 const TINY_UNET = "weights/testing/tiny_unet.onnx";
-
-function f32(b64: string): Float32Array {
-  const b = Buffer.from(b64, "base64");
-  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-}
-
-async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "mod.ts", ...args],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-    env: { RG_QUIET: "1" },
-  }).output();
-  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
-}
 
 async function exists(p: string): Promise<boolean> {
   try {

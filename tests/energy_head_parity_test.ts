@@ -3,10 +3,10 @@
 // BatchNorm, ReLU/LeakyReLU/Sigmoid/Tanh/Softplus/ELU, Max/Avg/Global pooling, Flatten/Reshape,
 // Gemm, residual Add, Concat, Transpose; opsets 9, 13, 17).
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
 import type { InputConventions } from "../lib/energy/head.ts";
 import { relMaxError } from "./_energy_models.ts";
+import { f32 } from "./_base64.ts";
 
 interface ParityFixture {
   model: string;
@@ -24,13 +24,6 @@ interface ParityFixture {
 }
 
 const DIR = new URL("./fixtures/autodiff/", import.meta.url);
-
-function f32(b64: string): Float32Array {
-  const bytes = Buffer.from(b64, "base64");
-  return new Float32Array(
-    bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
-  );
-}
 
 /** sqrt(sum (a-b)^2 / sum b^2). */
 function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -4,13 +4,13 @@
 // and agrees with central finite differences. tools/measure_energy_head.ts records the full
 // numbers in tests/fixtures/energy_head_real_models.json.
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { compareLogits, directionalGradCheck } from "../lib/energy/check.ts";
 import { loadEnergyClassifier, OBJECTIVES } from "../lib/energy/classifier.ts";
 import { CIFAR10_NORMALISATION } from "../lib/energy/conventions.ts";
 import { RandomStream } from "../lib/random.ts";
 import { loadOnnx, sha256Hex } from "../lib/runtime/session.ts";
 import { relMaxError } from "./_energy_models.ts";
+import { f32 } from "./_base64.ts";
 
 const MODELS = ["vnncomp21_resnet2b", "vnncomp21_resnet4b", "sri_resnet_a"];
 const REF = new URL("./fixtures/autodiff/energy_real_models.ref.json", import.meta.url);
@@ -27,13 +27,6 @@ interface RealRef {
     energy_x: number[];
     grad_b64: string;
   }>;
-}
-
-function f32(b64: string): Float32Array {
-  const bytes = Buffer.from(b64, "base64");
-  return new Float32Array(
-    bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
-  );
 }
 
 for (const name of MODELS) {
