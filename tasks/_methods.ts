@@ -6,7 +6,10 @@
  */
 import type { Denoiser, SamplerConfig } from "../lib/sampler/loop.ts";
 import type { EnergySource } from "../lib/guidance/directions.ts";
-import { loadDenoiserPullback } from "../lib/energy/through_denoiser.ts";
+import { loadDenoiserPullback, loadThroughDenoiser } from "../lib/energy/through_denoiser.ts";
+import { readHeadInfo } from "../lib/energy/head.ts";
+import type { InputConventions } from "../lib/energy/conventions.ts";
+import { decodeModel } from "../lib/onnx/proto.ts";
 import { loadNoiseAwareClassifier } from "../lib/energy/noise_aware.ts";
 import {
   buildMethod,
@@ -21,6 +24,7 @@ import {
   type CallCounts,
   countingPullback,
   countingSource,
+  countingThrough,
 } from "../lib/guidance/methods/counting.ts";
 import type { DenoiserSetup } from "../lib/models/onnx_denoiser.ts";
 import type { ProviderChoice } from "../lib/runtime/session.ts";
@@ -73,6 +77,18 @@ export interface MethodModels {
   setup: DenoiserSetup;
   /** The guiding classifier. */
   classifier: EnergySource;
+  /**
+   * The classifier's ONNX bytes and how its head was built (conventions, --input-size), for the
+   * fused graph denoiser -> classifier; without them (or for a precompiled energy head) the
+   * methods through the denoiser take the pull-back route.
+   */
+  classifierGraph?: {
+    bytes: Uint8Array;
+    label: string;
+    conventions?: InputConventions;
+    imageSize?: readonly [number, number];
+    inputSize?: readonly [number, number];
+  };
   /** The sampler configuration of the run. */
   config: SamplerConfig;
   /** Requested class of every image of the run. */
@@ -96,22 +112,59 @@ export async function methodDenoiser(m: MethodModels): Promise<Denoiser> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  let pullback;
+  let pullback, through;
   if (def.throughDenoiser(m.method.params)) {
     if (m.setup.timestep !== "index") {
       throw new UsageError(
-        `--method ${def.name} back-propagates through the denoiser, whose pull-back graph feeds ` +
-          `the integer timestep; this model takes '${m.setup.timestep}' timesteps: not supported`,
+        `--method ${def.name} back-propagates through the denoiser, whose graphs feed the ` +
+          `integer timestep; this model takes '${m.setup.timestep}' timesteps: not supported`,
       );
     }
-    pullback = countingPullback(
-      await loadDenoiserPullback(m.denoiserBytes, {
-        prediction: m.setup.output.prediction,
-        learnedVariance: m.setup.output.variance === "learned_range",
+    const prediction = m.setup.output.prediction;
+    const learnedVariance = m.setup.output.variance === "learned_range";
+    // The fused graph (one denoiser forward per guided step) needs the raw classifier and a
+    // denoiser whose output is eps alone (a learned variance goes to the sampler through the
+    // plain call); TFG with several smoothing draws needs the pull-back (lib/guidance/methods/core.ts).
+    const g = m.classifierGraph;
+    const rawClassifier = g !== undefined &&
+      readHeadInfo(decodeModel(g.bytes, g.label)) === undefined;
+    const p = m.method.params;
+    const manyDraws = Number(p.sigma ?? 0) > 0 && Number(p.samples ?? 1) > 1;
+    if (rawClassifier && !learnedVariance) {
+      const fused = await loadThroughDenoiser(m.denoiserBytes, g!.bytes, {
+        prediction,
+        conventions: g!.conventions,
+        imageSize: g!.inputSize ? g!.imageSize : undefined,
+        inputSize: g!.inputSize,
+        offsetInput: Number(p.sigma ?? 0) > 0,
         provider: m.provider,
         batch: m.config.batchSize,
-      }),
-      m.counts,
+        denoiserSource: "the denoiser",
+        classifierSource: g!.label,
+      });
+      through = countingThrough(fused, m.counts);
+    }
+    if (!through || manyDraws) {
+      pullback = countingPullback(
+        await loadDenoiserPullback(m.denoiserBytes, {
+          prediction,
+          learnedVariance,
+          provider: m.provider,
+          batch: m.config.batchSize,
+        }),
+        m.counts,
+      );
+    }
+    console.error(
+      `guide: --method ${def.name} takes the gradient through the denoiser by ${
+        through
+          ? `one fused graph (denoiser -> classifier)${
+            manyDraws ? " and, for several smoothing draws, the pull-back graph" : ""
+          }`
+          : `the pull-back graph (${
+            learnedVariance ? "learned-variance denoiser" : "precompiled energy head"
+          })`
+      }`,
     );
   }
   let timedClassifier;
@@ -133,6 +186,7 @@ export async function methodDenoiser(m: MethodModels): Promise<Denoiser> {
     denoiser: m.denoiser,
     classifier: countingSource(m.classifier, m.counts),
     pullback,
+    through,
     timedClassifier,
     labels: m.labels,
     grid,

@@ -66,7 +66,9 @@ export async function loadClassifierRef(
     inputSize?: readonly [number, number];
     imagesFrom?: string;
   } = {},
-): Promise<{ classifier: EnergyClassifier; resolved: ResolvedModel }> {
+): Promise<
+  { classifier: EnergyClassifier; resolved: ResolvedModel; conventions?: InputConventions }
+> {
   const resolved = await resolveModel(ref, { kind: ["classifier", "energy-head"], base });
   const e = resolved.entry;
   const conventions = opts.conventions ??
@@ -96,7 +98,7 @@ export async function loadClassifierRef(
     throw err;
   });
   classifier.model.source = label; // NaN/Inf reports of its outputs name the file
-  return { classifier, resolved };
+  return { classifier, resolved, conventions };
 }
 
 /**

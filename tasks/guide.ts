@@ -221,14 +221,15 @@ export async function guideTask(args: string[]): Promise<void> {
   });
   const { c, h, w } = setup.shape;
   const imagesFrom = `the denoiser ${modelLabel(resolved)}`;
-  const { classifier, resolved: clfResolved } = await loadClassifierRef(clfRef, base, {
-    conventions: conventionsFromFlags(f),
-    provider,
-    threads,
-    // --input-size: a head for the denoiser's images that resizes them; without it a classifier
-    // of another size is refused below (checkRunModels), naming both models and their shapes
-    ...(inputSize ? { imageSize: [h, w] as const, inputSize, imagesFrom } : {}),
-  });
+  const { classifier, resolved: clfResolved, conventions: clfConventions } =
+    await loadClassifierRef(clfRef, base, {
+      conventions: conventionsFromFlags(f),
+      provider,
+      threads,
+      // --input-size: a head for the denoiser's images that resizes them; without it a classifier
+      // of another size is refused below (checkRunModels), naming both models and their shapes
+      ...(inputSize ? { imageSize: [h, w] as const, inputSize, imagesFrom } : {}),
+    });
   let names: string[];
   try {
     names = resolveClassNames(classifier.numClasses, {
@@ -370,6 +371,13 @@ export async function guideTask(args: string[]): Promise<void> {
       denoiserBytes: resolved.bytes,
       setup,
       classifier,
+      classifierGraph: {
+        bytes: clfResolved.bytes,
+        label: modelLabel(clfResolved),
+        conventions: clfConventions,
+        imageSize: [h, w],
+        inputSize,
+      },
       config,
       labels: todoLabels,
       noiseAwareRef: f["noise-aware"],

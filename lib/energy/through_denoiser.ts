@@ -22,9 +22,10 @@
  * | in `y` | int64 [N] | class per image |
  * | in `coef` | float32 [N,3] | (a, b, c) per image |
  * | in `e_star` | float32 [N] | E* per image (the dual term) |
+ * | in `x0_offset` | float32 [N,C,H,W] | only with `offsetInput`: added to x0_hat before the classifier |
  * | out `eps` | float32 [N,C,H,W] | eps_hat(x_t, t) (converted from the model's prediction) |
  * | out `x0_hat` | float32 [N,C,H,W] | x0_hat(x_t, t), unclipped |
- * | out `logits` | float32 [N,K] | f((x0_hat + 1) / 2) |
+ * | out `logits` | float32 [N,K] | f((x0_hat + offset + 1) / 2) (offset 0 without `x0_offset`) |
  * | out `energy_xy`, `energy_x` | float32 [N] | E(x0_hat, y), E(x0_hat) (eq 2.36-2.37) |
  * | out `grad` | float32 [N,C,H,W] | d/dx_t sum_n a E(x0_hat,y) + b E(x0_hat) + c abs(E* - E(x0_hat)) |
  * @module
@@ -46,6 +47,7 @@ import {
 import type { CoefficientsArg, EnergyOutputs } from "./classifier.ts";
 import { buildEnergyHead, HEAD_NAMES } from "./head.ts";
 import type { InputConventions } from "./conventions.ts";
+import type { ResizeOptions } from "./resize.ts";
 import { realInputs } from "./_graph.ts";
 
 /** Names of the composed graph's inputs and outputs (see the module doc). */
@@ -57,6 +59,7 @@ export const THROUGH_NAMES = {
   y: "y",
   coef: "coef",
   eStar: "e_star",
+  x0Offset: "x0_offset",
   eps: "eps",
   x0: "x0_hat",
   logits: "logits",
@@ -69,7 +72,7 @@ export const THROUGH_NAMES = {
 export type ThroughPrediction = "epsilon" | "sample" | "v_prediction";
 
 /** Options of {@link buildThroughDenoiser}. */
-export interface ThroughDenoiserOptions {
+export interface ThroughDenoiserOptions extends ResizeOptions {
   /** The classifier's input conventions (as for an energy head). */
   conventions?: InputConventions;
   /** Logits output of a classifier with several outputs. */
@@ -82,6 +85,12 @@ export interface ThroughDenoiserOptions {
   denoiserSource?: string;
   /** Names the classifier in errors. */
   classifierSource?: string;
+  /**
+   * Add the input `x0_offset`, added to x0_hat before the classifier (the Gaussian smoothing
+   * draw sigma z of TFG's implicit dynamics, lib/guidance/methods/core.ts); the gradient is
+   * still taken with respect to x_t.
+   */
+  offsetInput?: boolean;
 }
 
 /** What a composed graph records about itself. */
@@ -96,6 +105,8 @@ export interface ThroughInfo {
   classifierSha256: string;
   /** The denoiser's parameterisation. */
   prediction: ThroughPrediction;
+  /** Whether the graph has the `x0_offset` input. */
+  offsetInput: boolean;
 }
 
 /**
@@ -117,6 +128,9 @@ export function buildThroughDenoiser(
     output: opts.output,
     gradient: false,
     source: cSrc,
+    imageSize: opts.imageSize,
+    inputSize: opts.inputSize,
+    imagesFrom: opts.imagesFrom,
   });
   const K = head.info.numClasses;
   const b = new GraphBuilder({ name: "through_denoiser", opset: 17 });
@@ -134,7 +148,10 @@ export function buildThroughDenoiser(
   const y = b.input(N.y, DataType.INT64, ["N"]);
   const coef = b.input(N.coef, DataType.FLOAT, ["N", 3]);
   const eStar = b.input(N.eStar, DataType.FLOAT, ["N"]);
-  const x01 = b.node("Add", [b.node("Mul", [x0, b.f32("half", 0.5)]), b.f32("half_b", 0.5)]);
+  const x0In = opts.offsetInput
+    ? b.node("Add", [x0, b.input(N.x0Offset, DataType.FLOAT, ["N", C, H, W])])
+    : x0;
+  const x01 = b.node("Add", [b.node("Mul", [x0In, b.f32("half", 0.5)]), b.f32("half_b", 0.5)]);
   const [logits, energyXY, energyX] = inlineModel(b, head.model, "classifier/", {
     [HEAD_NAMES.x]: x01,
     [HEAD_NAMES.y]: y,
@@ -181,6 +198,7 @@ export function buildThroughDenoiser(
     denoiserSha256: sha256Hex(denoiser),
     classifierSha256: sha256Hex(classifier),
     prediction,
+    offsetInput: !!opts.offsetInput,
   };
   b.setMetadata("robust_guidance.kind", "through-denoiser");
   b.setMetadata("robust_guidance.through_info", JSON.stringify(info));
@@ -314,7 +332,8 @@ export class ThroughDenoiser {
   /**
    * For n images x_t at timestep t (abar = abar_t): eps_hat, x0_hat, the energies at x0_hat and
    * d/dx_t of sum a E(x0_hat,y) + b E(x0_hat) + c |E* - E(x0_hat)| (coef (a,b,c) for all
-   * images or per image).
+   * images or per image). `offset` ([n, C, H, W]) is added to x0_hat before the classifier; it
+   * needs a graph built with `offsetInput` (zeros when omitted).
    */
   async run(
     x: Float32Array,
@@ -324,9 +343,17 @@ export class ThroughDenoiser {
     y: Int32Array | readonly number[],
     coef: CoefficientsArg,
     eStar?: number | Float32Array | readonly number[],
+    offset?: Float32Array,
   ): Promise<ThroughOutputs> {
     const [C, H, W] = this.info.inputShape;
     const per = C * H * W, K = this.numClasses;
+    if (offset !== undefined && (!this.info.offsetInput || offset.length !== n * per)) {
+      throw new Error(
+        this.info.offsetInput
+          ? `x0 offset holds ${offset.length} values; n=${n} images need ${n * per}`
+          : "this graph has no x0_offset input; build it with offsetInput: true",
+      );
+    }
     if (!Number.isInteger(n) || n < 1 || x.length !== n * per) {
       throw new Error(
         `x_t holds ${x.length} values; n=${n} images of [${C},${H},${W}] need ${n * per}`,
@@ -372,6 +399,12 @@ export class ThroughDenoiser {
         [THROUGH_NAMES.coef]: { data: c, dims: [m, 3] },
         [THROUGH_NAMES.eStar]: { data: e, dims: [m] },
       };
+      if (this.info.offsetInput) {
+        feeds[THROUGH_NAMES.x0Offset] = {
+          data: offset ? offset.subarray(s * per, (s + m) * per) : new Float32Array(m * per),
+          dims: [m, C, H, W],
+        };
+      }
       const res = await runOnnx(this.model, feeds);
       const get = (k: string) => res[k].data as Float32Array;
       out.eps.set(get(THROUGH_NAMES.eps), s * per);

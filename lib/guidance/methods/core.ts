@@ -43,6 +43,44 @@ export function auxSeed(seed: number, stepIndex: number, purpose: number): numbe
   return h;
 }
 
+/** Monte-Carlo draws of the smoothing: `samples` when sigma > 0, else one (f itself). */
+export function drawCount(sigma: number, samples: number): number {
+  return sigma > 0 ? Math.max(1, Math.floor(samples)) : 1;
+}
+
+/** (a, b, c) of the energy objective -log f_y: logp is E(x,y) - E(x), joint is E(x,y). */
+export function objectiveCoef(objective: MethodObjective): [number, number, number] {
+  return objective === "logp" ? [1, -1, 0] : [1, 0, 0];
+}
+
+/**
+ * The smoothing offsets sigma z_j of {@link smoothedLogProbGrad}, [m][n][per] (undefined for
+ * sigma = 0): z from one stream per image (`seeds`, `stepIndex`, `purpose`), so every image's
+ * draws are independent of the batch.
+ */
+export function smoothingOffsets(
+  per: number,
+  n: number,
+  m: number,
+  sigma: number,
+  seeds: readonly number[],
+  stepIndex: number,
+  purpose: number,
+): Float32Array | undefined {
+  if (!(sigma > 0)) return undefined;
+  const off = new Float32Array(m * n * per);
+  const z = new Float32Array(per);
+  for (let i = 0; i < n; i++) {
+    const s = new RandomStream(auxSeed(seeds[i], stepIndex, purpose));
+    for (let j = 0; j < m; j++) {
+      s.fillNormal(z);
+      const o = (j * n + i) * per;
+      for (let p = 0; p < per; p++) off[o + p] = sigma * z[p];
+    }
+  }
+  return off;
+}
+
 /**
  * grad_x log f~_y(x) with f~ the sigma-smoothed f_y (TFG §3): with samples x + sigma z_j,
  * log f~ = log (1/M) sum_j f_y(x + sigma z_j) and its gradient is sum_j w_j grad log f_y(x + sigma z_j),
@@ -62,24 +100,16 @@ export async function smoothedLogProbGrad(
   stepIndex: number,
   purpose: number,
 ): Promise<SmoothedGradient> {
+  const m = drawCount(sigma, samples);
+  const coef = objectiveCoef(objective);
+  const off = smoothingOffsets(x.length / n, n, m, sigma, seeds, stepIndex, purpose);
   const per = x.length / n;
-  const m = sigma > 0 ? Math.max(1, Math.floor(samples)) : 1;
-  const coef = objective === "logp" ? [1, -1, 0] as const : [1, 0, 0] as const;
   const xs = new Float32Array(m * x.length);
   const ys: number[] = [];
   for (let j = 0; j < m; j++) {
-    xs.set(x, j * x.length);
     ys.push(...y);
-  }
-  if (sigma > 0) {
-    for (let i = 0; i < n; i++) {
-      const s = new RandomStream(auxSeed(seeds[i], stepIndex, purpose));
-      const z = new Float32Array(per);
-      for (let j = 0; j < m; j++) {
-        s.fillNormal(z);
-        const o = j * x.length + i * per;
-        for (let p = 0; p < per; p++) xs[o + p] += sigma * z[p];
-      }
+    for (let i = 0; i < x.length; i++) {
+      xs[j * x.length + i] = x[i] + (off ? off[j * x.length + i] : 0);
     }
   }
   const out = await clf.fromDiffusionSpace(xs, m * n, ys, coef);
@@ -178,9 +208,31 @@ export interface CoreTerms {
 }
 
 /**
- * eps, x0_hat and the two guidance terms of TFG Alg 1 at x_t: the gradient through the denoiser
- * (one pull-back when rho != 0, else one plain denoiser call `forward`) and the x0-space
- * iterations Delta_0 (mu != 0). The smoothing draws are the same for both terms and all
+ * The composed graph x_t -> denoiser -> x0_hat (+ offset) -> classifier with its gradient at x_t
+ * (lib/energy/through_denoiser.ts's ThroughDenoiser.run): eps, x0_hat and the gradient through
+ * the denoiser in one ONNX Runtime call, one denoiser forward instead of two.
+ */
+export interface FusedThrough {
+  /** As ThroughDenoiser.run (coef (a, b, c), no E*, optional x0 offset). */
+  run(
+    x: Float32Array,
+    n: number,
+    t: number,
+    abar: number,
+    y: readonly number[],
+    coef: readonly number[],
+    eStar: undefined,
+    offset?: Float32Array,
+  ): Promise<{ eps: Float32Array; x0: Float32Array; grad: Float32Array }>;
+}
+
+/**
+ * eps, x0_hat and the two guidance terms of TFG Alg 1 at x_t. The gradient through the denoiser
+ * (rho != 0) comes from the fused graph `fused` when it is given and the smoothing has at most
+ * one draw (eps, x0_hat and the gradient in one call); otherwise from one plain denoiser call
+ * `forward`, the classifier at x0_hat and one pull-back J^T grad (the denoiser runs twice). Both
+ * routes compute the same quantities (tests/methods_fused_test.ts). The x0-space iterations
+ * Delta_0 (mu != 0) call the classifier. The smoothing draws are the same for both terms and all
  * iterations of a step, as in TFG's reference code.
  */
 export async function coreTerms(
@@ -191,11 +243,8 @@ export async function coreTerms(
   forward: (x: Float32Array) => Promise<Float32Array>,
   pullback: DenoiserPullback | undefined,
   clf: EnergySource,
+  fused?: FusedThrough,
 ): Promise<CoreTerms> {
-  const eps = await forward(x);
-  const sa = Math.sqrt(step.abarT), s1a = Math.sqrt(1 - step.abarT);
-  const x0 = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) x0[i] = (x[i] - s1a * eps[i]) / sa;
   const smooth = (at: Float32Array) =>
     smoothedLogProbGrad(
       clf,
@@ -209,17 +258,36 @@ export async function coreTerms(
       step.stepIndex,
       1,
     );
+  const useFused = p.rho !== 0 && fused !== undefined && drawCount(p.sigma, p.samples) === 1;
+  let eps: Float32Array, x0: Float32Array;
   let gradXt: Float32Array = new Float32Array(x.length);
-  const needX0Grad = p.rho !== 0 || (p.mu !== 0 && p.iters > 0);
-  const g0 = needX0Grad ? (await smooth(x0)).grad : undefined;
-  if (p.rho !== 0) {
-    if (!pullback) {
-      throw new Error(
-        "this method back-propagates through the denoiser (rho != 0) but no pull-back graph was " +
-          "given; load one with loadDenoiserPullback",
-      );
+  let g0: Float32Array | undefined;
+  if (useFused) {
+    const off = smoothingOffsets(x.length / n, n, 1, p.sigma, step.seeds, step.stepIndex, 1);
+    const coef = objectiveCoef(p.objective);
+    const out = await fused.run(x, n, step.t, step.abarT, step.y, coef, undefined, off);
+    eps = out.eps;
+    x0 = out.x0;
+    // the graph's grad is of a E + b E(x) = -log f_y: negate
+    for (let i = 0; i < x.length; i++) gradXt[i] = -out.grad[i];
+    if (p.mu !== 0 && p.iters > 0) g0 = (await smooth(x0)).grad;
+  } else {
+    eps = await forward(x);
+    const sa = Math.sqrt(step.abarT), s1a = Math.sqrt(1 - step.abarT);
+    x0 = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) x0[i] = (x[i] - s1a * eps[i]) / sa;
+    const needX0Grad = p.rho !== 0 || (p.mu !== 0 && p.iters > 0);
+    g0 = needX0Grad ? (await smooth(x0)).grad : undefined;
+    if (p.rho !== 0) {
+      if (!pullback) {
+        throw new Error(
+          "this method back-propagates through the denoiser (rho != 0) but neither a pull-back " +
+            "graph nor a fused graph (with at most one smoothing draw) was given; load one with " +
+            "loadDenoiserPullback or loadThroughDenoiser",
+        );
+      }
+      gradXt = (await pullback.pullback(x, n, step.t, step.abarT, g0!)).grad;
     }
-    gradXt = (await pullback.pullback(x, n, step.t, step.abarT, g0!)).grad;
   }
   const delta0 = new Float32Array(x.length);
   if (p.mu !== 0) {

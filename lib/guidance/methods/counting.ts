@@ -7,12 +7,16 @@
 import type { Denoiser } from "../../sampler/loop.ts";
 import type { EnergySource } from "../directions.ts";
 import type { DenoiserPullback } from "../../energy/through_denoiser.ts";
+import type { FusedThrough } from "./core.ts";
 
 /** Counts of network evaluations, summed over images (a call on n images adds n). */
 export interface CallCounts {
   /** Forward passes of the denoiser. */
   denoiser: number;
-  /** Backward passes through the denoiser (each runs the denoiser's forward once more). */
+  /**
+   * Backward passes through the denoiser (on the pull-back route each runs the denoiser's forward
+   * once more; the fused graph's do not).
+   */
   denoiserVjp: number;
   /** Classifier evaluations with their input gradient (one energy-head run each). */
   classifier: number;
@@ -48,6 +52,21 @@ export function countingPullback(p: DenoiserPullback, counts: CallCounts): Denoi
     pullback: (x, n, t, abar, cot) => {
       counts.denoiserVjp += n;
       return p.pullback(x, n, t, abar, cot);
+    },
+  };
+}
+
+/**
+ * The fused graph, counting each image as one denoiser forward, one backward pass through the
+ * denoiser and one classifier evaluation (what the pull-back route counts, with one forward less).
+ */
+export function countingThrough(f: FusedThrough, counts: CallCounts): FusedThrough {
+  return {
+    run: (x, n, ...rest) => {
+      counts.denoiser += n;
+      counts.denoiserVjp += n;
+      counts.classifier += n;
+      return f.run(x, n, ...rest);
     },
   };
 }

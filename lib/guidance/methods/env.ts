@@ -9,6 +9,7 @@ import type { DenoiserPullback } from "../../energy/through_denoiser.ts";
 import type { TimedEnergySource } from "../../energy/noise_aware.ts";
 import type { GuidanceConfig } from "../guided.ts";
 import type { StepGrid } from "./step_grid.ts";
+import type { FusedThrough } from "./core.ts";
 
 /** The shared ingredients of a guided run. */
 export interface MethodEnv {
@@ -18,6 +19,12 @@ export interface MethodEnv {
   classifier: EnergySource;
   /** The denoiser's pull-back graph (methods that back-propagate through it). */
   pullback?: DenoiserPullback;
+  /**
+   * The fused graph denoiser -> classifier with its gradient at x_t (one denoiser forward per
+   * guided step instead of the pull-back route's two); used when given, for steps with at most
+   * one smoothing draw (core.ts).
+   */
+  through?: FusedThrough;
   /** A time-conditioned classifier (the `noise-aware` method). */
   timedClassifier?: TimedEnergySource;
   /** Requested class of every image of the run, by position. */

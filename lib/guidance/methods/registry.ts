@@ -55,10 +55,10 @@ export function resolveMethod(
 
 /** The guided denoiser of a resolved method over the shared ingredients `env`. */
 export function buildMethod(env: MethodEnv, m: ResolvedMethod): Denoiser {
-  if (m.def.throughDenoiser(m.params) && !env.pullback) {
+  if (m.def.throughDenoiser(m.params) && !env.pullback && !env.through) {
     throw new Error(
-      `--method ${m.def.name} back-propagates through the denoiser, but no pull-back graph was ` +
-        `built; load one with loadDenoiserPullback`,
+      `--method ${m.def.name} back-propagates through the denoiser, but neither a pull-back ` +
+        `graph nor a fused graph was built; load one with loadDenoiserPullback or loadThroughDenoiser`,
     );
   }
   return m.def.build(env, m.params);

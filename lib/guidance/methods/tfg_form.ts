@@ -48,6 +48,7 @@ export function trainingFreeGuided(
       (at) => env.denoiser(at, t, ctx),
       env.pullback,
       env.classifier,
+      env.through,
     );
     const { eps, gradXt, delta0 } = terms;
     if (p.form === "eps") {
