@@ -8,8 +8,13 @@
  *   deno task compare --methods thesis,dps,tfg [--val-seeds 1000-1004] [--test-seeds 0-49]
  *     [--grid 'dps:zeta=0.3|1|3;tfg:rho=1|3'] [--fixed 'tfg:mu=0.5,recur=2'] [--steps 50]
  *     [--model <id>] [--classifier <id>] [--evaluator <id>] [--out out/compare]
- * Writes <out>/val/<method>-<param>-<value>/ (guide runs), <out>/test/<method>/ (guide run +
- * evaluate.json), <out>/compare.json, compare.md and pareto.svg. Resumable like `sweep`: a
+ * Every validation point is evaluated too (FD, precision/recall on its n images), and an
+ * unguided reference (`deno task sample`, the same sampler, n distinct seeds: 10000.. for
+ * validation, 0.. for test) is run and evaluated at each n, so methods can be compared at equal
+ * FD along their grids (pareto_val.svg) and against no guidance at all.
+ * Writes <out>/val/<method>-<param>-<value>/ (guide run + evaluate.json), <out>/{val,test}/unguided/
+ * (sample run + evaluate.json), <out>/test/<method>/ (guide run + evaluate.json),
+ * <out>/compare.json, compare.md, pareto.svg and pareto_val.svg. Resumable like `sweep`: a
  * validation point with a run.json and a test point with an evaluate.json are skipped; guide
  * resumes a point killed mid-run; a changed fixed setting is refused (use a new --out).
  * @module
@@ -25,12 +30,16 @@ import {
   compareMarkdown,
   type CompareRow,
   paretoSvg,
+  type TuningPoint,
+  validationMarkdown,
+  validationSvg,
   wilsonInterval,
 } from "../lib/compare/results.ts";
 import { defaultModel, weightsBaseFrom } from "../lib/weights.ts";
 import { numberFlag, parseFlags, UsageError, versions } from "./_args.ts";
 import { evaluateTask } from "./evaluate.ts";
 import { guideTask } from "./guide.ts";
+import { sampleTask } from "./sample.ts";
 import { passFlags, passThroughOptions, readJson } from "./_grid_run.ts";
 
 /** Flags passed to every guide run unchanged (when given). */
@@ -264,6 +273,42 @@ export async function compareTask(args: string[]): Promise<void> {
     ...passFlags(f, GUIDE_PASS.filter((k) => k !== "steps")),
   ];
   const evaluateFixed = [`--evaluator=${evaluator}`, ...passFlags(f, EVALUATE_PASS)];
+  // The unguided reference at n images: the same denoiser and sampler (guide's default eta 0.5
+  // unless --eta), n distinct seeds from `first`; sampled and evaluated once, then read back.
+  const samplerFlags = ["sampler", "spacing", "variance", "clip", "batch", "provider", "threads"]
+    .filter((k) => (f as Record<string, unknown>)[k] !== undefined)
+    .map((k) => `--${k}=${(f as Record<string, unknown>)[k]}`);
+  const unguidedPoint = async (dir: string, first: number, n: number): Promise<CompareRow> => {
+    if (!(await fileExists(`${dir}/evaluate.json`))) {
+      console.error(`compare: unguided reference, ${n} images -> ${dir}`);
+      await sampleTask([
+        `--model=${model}`,
+        `--steps=${steps}`,
+        ...((f.sampler ?? "ddim") === "ddim" ? [`--eta=${f.eta ?? "0.5"}`] : []),
+        `--seeds=${first}-${first + n - 1}`,
+        ...samplerFlags,
+        ...(f.weights ? [`--weights=${f.weights}`] : []),
+        `--out=${dir}`,
+      ]);
+      const partial = `${dir}/evaluate.partial.json`;
+      await evaluateTask([...evaluateFixed, "--images", dir, "--out", partial]);
+      await Deno.rename(partial, `${dir}/evaluate.json`);
+    }
+    const r = (await readJson(`${dir}/evaluate.json`))?.results ?? {};
+    return {
+      method: "unguided",
+      params: {},
+      tuned: null,
+      n: numOrNull(r.n),
+      targetAccuracy: null,
+      interval: null,
+      fd: numOrNull(r.fd?.value),
+      precision: numOrNull(r.precision?.value),
+      recall: numOrNull(r.recall?.value),
+      calls: null,
+      secondsPerImage: secondsPerImage(await readJson(`${dir}/run.json`)),
+    };
+  };
 
   // --- tuning on the validation seeds: guide runs, scored by the evaluator's target accuracy ---
   const valPoints = plans.flatMap((p) => p.grid.length > 1 ? p.grid.map((v) => ({ p, v })) : []);
@@ -288,8 +333,25 @@ export async function compareTask(args: string[]): Promise<void> {
     await runGuide([...guideFixed, ...methodArgs(p, v), `--seeds=${valText}`, `--out=${dir}`], p);
     tick(++done);
   }
+  // every validation point evaluated (FD etc. at the validation n), and the unguided reference
+  const evaluated = async (dir: string) => {
+    if (!(await fileExists(`${dir}/evaluate.json`))) {
+      const partial = `${dir}/evaluate.partial.json`;
+      await evaluateTask([...evaluateFixed, "--images", dir, "--out", partial]);
+      await Deno.rename(partial, `${dir}/evaluate.json`); // marks the point done, in one rename
+    }
+    return await readJson(`${dir}/evaluate.json`);
+  };
+  let valN: number | null = null;
+  for (const { p, v } of valPoints) {
+    const n = numOrNull((await evaluated(`${out}/val/${slug(p, v)}`))?.results?.n);
+    valN ??= n;
+  }
+  const unguidedVal = valN === null
+    ? null
+    : await unguidedPoint(`${out}/val/unguided`, 10000, valN);
   const chosen = new Map<string, { value: number; validationAccuracy: number | null }>();
-  const tuning: Record<string, unknown>[] = [];
+  const tuning: TuningPoint[] = [];
   for (const p of plans) {
     if (p.grid.length === 1) {
       chosen.set(p.method, { value: p.grid[0], validationAccuracy: null });
@@ -298,8 +360,19 @@ export async function compareTask(args: string[]): Promise<void> {
     let best: { value: number; validationAccuracy: number | null } | undefined;
     for (const v of p.grid) {
       const run = await readJson(`${out}/val/${slug(p, v)}/run.json`);
+      const ev = (await readJson(`${out}/val/${slug(p, v)}/evaluate.json`))?.results ?? {};
       const acc = numOrNull(run?.results?.targetAccuracy);
-      tuning.push({ method: p.method, param: p.param, value: v, validationAccuracy: acc });
+      tuning.push({
+        method: p.method,
+        param: p.param,
+        value: v,
+        validationAccuracy: acc,
+        n: numOrNull(ev.n),
+        fd: numOrNull(ev.fd?.value),
+        precision: numOrNull(ev.precision?.value),
+        recall: numOrNull(ev.recall?.value),
+        secondsPerImage: secondsPerImage(run),
+      });
       // the highest validation accuracy; ties go to the earlier (gentler) grid value
       if (acc !== null && (!best || acc > best.validationAccuracy!)) {
         best = { value: v, validationAccuracy: acc };
@@ -308,7 +381,11 @@ export async function compareTask(args: string[]): Promise<void> {
     if (!best) throw new Error(`compare: no validation run of ${p.method} has a target accuracy`);
     chosen.set(p.method, best);
   }
-  await writeJsonAtomic(`${out}/tuning.json`, { task: "compare-tuning", points: tuning });
+  await writeJsonAtomic(`${out}/tuning.json`, {
+    task: "compare-tuning",
+    points: tuning,
+    unguided: unguidedVal,
+  });
 
   // --- the test runs: the chosen setting on the test seeds, then evaluate ---
   for (const p of testTodo) {
@@ -337,6 +414,11 @@ export async function compareTask(args: string[]): Promise<void> {
   }
 
   // --- collect ---
+  const firstTest = await readJson(`${out}/test/${plans[0].method}/evaluate.json`);
+  const testN = numOrNull(firstTest?.results?.n);
+  const unguidedTest = testN === null
+    ? null
+    : await unguidedPoint(`${out}/test/unguided`, 0, testN);
   const rows: CompareRow[] = [];
   let fdName: string | null = null;
   for (const p of plans) {
@@ -360,11 +442,10 @@ export async function compareTask(args: string[]): Promise<void> {
       precision: numOrNull(r.precision?.value),
       recall: numOrNull(r.recall?.value),
       calls: calls && typeof calls.denoiser === "number" ? calls : null,
-      secondsPerImage: typeof run?.seconds === "number" && run?.sampledNow > 0
-        ? run.seconds / run.sampledNow
-        : null,
+      secondsPerImage: secondsPerImage(run),
     });
   }
+  if (unguidedTest) rows.push(unguidedTest);
   const about =
     `${model} guided by ${classifier} (noise-aware: ${
       f["noise-aware"] ?? "cifar10-resnet16-noise-aware"
@@ -377,18 +458,44 @@ export async function compareTask(args: string[]): Promise<void> {
     rows,
     tuning,
     fdName,
+    unguidedValidation: unguidedVal,
     ranNow: { validation: valTodo.length, test: testTodo.length },
     versions: { ...versions(), "onnxruntime-node": "1.30.0" },
     seconds: (performance.now() - t0) / 1000,
   };
   await writeJsonAtomic(`${out}/compare.json`, result);
   const enc = new TextEncoder();
-  const md = compareMarkdown(rows, about);
+  const md = compareMarkdown(rows, about) +
+    (tuning.length ? "\n" + validationMarkdown(tuning, unguidedVal, valText) : "");
   await writeFileAtomic(`${out}/compare.md`, enc.encode(md));
-  const svg = paretoSvg(rows, `Guidance methods: ${model}, ${classifier}`, fdName ?? "FD");
+  const svg = paretoSvg(
+    rows,
+    `Guidance methods: ${model}, ${classifier}` +
+      (unguidedTest?.fd != null ? ` (unguided FD ${unguidedTest.fd.toFixed(2)})` : ""),
+    fdName ?? "FD",
+  );
   if (svg) await writeFileAtomic(`${out}/pareto.svg`, enc.encode(svg));
+  const valSvg = validationSvg(
+    tuning,
+    unguidedVal,
+    `Validation grid (seeds ${valText}): ${model}, ${classifier}`,
+    fdName ?? "FD",
+  );
+  if (valSvg) await writeFileAtomic(`${out}/pareto_val.svg`, enc.encode(valSvg));
   console.error(md);
-  console.error(`compare: wrote ${out}/compare.json, compare.md${svg ? ", pareto.svg" : ""}`);
+  console.error(
+    `compare: wrote ${out}/compare.json, compare.md${svg ? ", pareto.svg" : ""}${
+      valSvg ? ", pareto_val.svg" : ""
+    }`,
+  );
+}
+
+/** Seconds of sampling per image of a guide or sample run.json (null when it sampled nothing now). */
+// deno-lint-ignore no-explicit-any
+function secondsPerImage(run: any): number | null {
+  return typeof run?.seconds === "number" && run?.sampledNow > 0
+    ? run.seconds / run.sampledNow
+    : null;
 }
 
 /** One guide run, its errors naming the method. */

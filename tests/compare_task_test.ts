@@ -38,9 +38,29 @@ Deno.test("compare: tiny run, outputs, tuning on validation seeds, resume", asyn
   await compareTask(TINY);
   const a = await readJson(`${out}/compare.json`);
   assert.equal(a.task, "compare");
-  assert.deepEqual(a.rows.map((r: { method: string }) => r.method), ["thesis", "dps", "mpgd"]);
+  assert.deepEqual(a.rows.map((r: { method: string }) => r.method), [
+    "thesis",
+    "dps",
+    "mpgd",
+    "unguided",
+  ]);
   assert.deepEqual(a.ranNow, { validation: 5, test: 3 }); // thesis 3 + dps 2 grid values; mpgd fixed
-  for (const r of a.rows) {
+  // the unguided reference: same n, distinct seeds, the guide's eta (0.5), evaluated, no accuracy
+  const ung = a.rows.at(-1);
+  assert.equal(ung.n, 4);
+  assert.equal(ung.targetAccuracy, null);
+  assert.ok(Number.isFinite(ung.fd) && ung.fd > 0);
+  const ungRun = await readJson(`${out}/test/unguided/run.json`);
+  assert.equal(ungRun.config?.eta ?? ungRun.eta, 0.5);
+  // every validation point is evaluated at the validation n, with its own unguided reference
+  assert.equal(a.tuning.length, 5);
+  for (const q of a.tuning) {
+    assert.equal(q.n, 2);
+    assert.ok(Number.isFinite(q.fd) && q.fd > 0, `${q.method} ${q.value}: fd ${q.fd}`);
+  }
+  assert.equal(a.unguidedValidation.n, 2);
+  assert.match(await Deno.readTextFile(`${out}/pareto_val.svg`), /^<svg/);
+  for (const r of a.rows.slice(0, 3)) {
     assert.equal(r.n, 4);
     assert.ok(r.targetAccuracy >= 0 && r.targetAccuracy <= 1);
     assert.ok(r.interval[0] <= r.targetAccuracy && r.targetAccuracy <= r.interval[1]);
@@ -60,6 +80,8 @@ Deno.test("compare: tiny run, outputs, tuning on validation seeds, resume", asyn
   assert.equal((await readJson(`${out}/test/dps/run.json`)).config.seeds, "0-1");
   const md = await Deno.readTextFile(`${out}/compare.md`);
   assert.match(md, /\| dps \| zeta=(0\.3|1) \(val/);
+  assert.match(md, /## Validation grid \(seeds 100 per class\)/);
+  assert.match(md, /\| unguided \| - \| n\/a \|/);
   const svg = await Deno.readTextFile(`${out}/pareto.svg`);
   assert.match(svg, /^<svg/);
   assert.equal((svg.match(/fill-opacity="0.7"/g) ?? []).length, 3); // one cost-sized marker each
@@ -68,6 +90,7 @@ Deno.test("compare: tiny run, outputs, tuning on validation seeds, resume", asyn
   const report = await buildReport([out]);
   assert.deepEqual(report.sections.map((x) => x.title), ["Guidance methods compared"]);
   assert.match(report.sections[0].html, /Tuning on the validation seeds/);
+  assert.match(report.sections[0].html, /Validation grid: target accuracy vs FD/);
 
   // resume: nothing left to run, same rows
   await compareTask(TINY);

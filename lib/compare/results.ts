@@ -33,6 +33,28 @@ export interface CompareRow {
   secondsPerImage: number | null;
 }
 
+/** One validation grid point of tuning.json: its target accuracy and its evaluation. */
+export interface TuningPoint {
+  /** The method. */
+  method: string;
+  /** The tuned parameter and its value at this point. */
+  param: string;
+  /** The value. */
+  value: number;
+  /** Target accuracy of the independent evaluator on the validation seeds. */
+  validationAccuracy: number | null;
+  /** Images of the point. */
+  n?: number | null;
+  /** FD in the evaluator's features, on the point's n images. */
+  fd?: number | null;
+  /** Precision (k = 3). */
+  precision?: number | null;
+  /** Recall (k = 3). */
+  recall?: number | null;
+  /** Seconds of sampling per image. */
+  secondsPerImage?: number | null;
+}
+
 /**
  * Wilson score interval (Wilson 1927) of a binomial proportion k/n at normal quantile z
  * (1.96: 95%): (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n).
@@ -116,5 +138,80 @@ export function paretoSvg(
     yLabel: "target accuracy (independent evaluator)",
     yRange: [0, 1],
     connect: false,
+  });
+}
+
+/**
+ * The validation grid in Markdown: every tuned point with its target accuracy and evaluation at
+ * the validation n, and the unguided reference at the same n (FD is biased upwards at small n, so
+ * these FDs compare with each other, not with the test table's).
+ */
+export function validationMarkdown(
+  points: readonly TuningPoint[],
+  unguided: CompareRow | null,
+  seeds: string,
+): string {
+  const head = ["method", "setting", "target acc.", "FD", "precision", "recall", "s / image"];
+  const lines = [
+    `## Validation grid (seeds ${seeds} per class)`,
+    "",
+    unguided
+      ? `Unguided at the same n (${unguided.n}): FD ${fix(unguided.fd)}, precision ${
+        fix(unguided.precision)
+      }, recall ${fix(unguided.recall)}.`
+      : "No unguided reference at this n.",
+    "",
+    `| ${head.join(" | ")} |`,
+    `| ${head.map(() => "---").join(" | ")} |`,
+  ];
+  for (const q of points) {
+    lines.push(
+      `| ${q.method} | ${q.param}=${q.value} | ${pct(q.validationAccuracy)} | ${
+        fix(q.fd ?? null)
+      } | ${fix(q.precision ?? null)} | ${fix(q.recall ?? null)} | ${
+        fix(q.secondsPerImage ?? null, 2)
+      } |`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * The validation grid's figure: per method its grid points (target accuracy vs FD at the
+ * validation n) joined in grid order, so methods can be compared at equal FD; the unguided FD at
+ * the same n is named in the legend. Undefined when no point has both numbers.
+ */
+export function validationSvg(
+  points: readonly TuningPoint[],
+  unguided: CompareRow | null,
+  title: string,
+  fdName: string,
+): string | undefined {
+  const methods = [...new Set(points.map((q) => q.method))];
+  const series: ScatterSeries[] = [];
+  methods.forEach((m, i) => {
+    const pts = points.filter((q) =>
+      q.method === m && typeof q.fd === "number" && q.validationAccuracy !== null
+    );
+    if (pts.length === 0) return;
+    series.push({
+      label: `${m} (${pts[0].param})`,
+      color: i,
+      points: pts.map((q) => ({
+        x: q.fd!,
+        y: q.validationAccuracy!,
+        label: String(q.value),
+        r: 4,
+      })),
+    });
+  });
+  if (series.length === 0) return undefined;
+  const ref = unguided && unguided.fd !== null ? ` (unguided FD ${fix(unguided.fd, 2)})` : "";
+  return scatterPlotSvg(series, {
+    title: title + ref,
+    xLabel: `${fdName} at the validation n (lower: closer to the reference images)`,
+    yLabel: "target accuracy (independent evaluator)",
+    yRange: [0, 1],
+    connect: true,
   });
 }

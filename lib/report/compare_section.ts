@@ -4,7 +4,7 @@
  * and seconds per image), the Pareto figure and the tuning points.
  * @module
  */
-import { type CompareRow, paretoSvg } from "../compare/results.ts";
+import { type CompareRow, paretoSvg, validationSvg } from "../compare/results.ts";
 import { keyValues, para, type ReportSection, svgFigure, table } from "./html.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -61,11 +61,40 @@ export function compareSection(json: Json, source: string): ReportSection {
     ));
   } else parts.push(para("No method has both a target accuracy and an FD: no plot.", "notes"));
   if (Array.isArray(json.tuning) && json.tuning.length) {
+    const u = json.unguidedValidation;
     parts.push(table(
-      ["method", "parameter", "value", "validation target acc."],
-      json.tuning.map((t: Json) => [t.method, t.param, String(t.value), pct(t.validationAccuracy)]),
-      { numeric: [2, 3], caption: "Tuning on the validation seeds" },
+      ["method", "parameter", "value", "validation target acc.", "FD", "precision", "recall"],
+      [
+        ...json.tuning.map((t: Json) => [
+          t.method,
+          t.param,
+          String(t.value),
+          pct(t.validationAccuracy),
+          fix(t.fd),
+          fix(t.precision),
+          fix(t.recall),
+        ]),
+        ...(u ? [["unguided", "-", "-", "n/a", fix(u.fd), fix(u.precision), fix(u.recall)]] : []),
+      ],
+      {
+        numeric: [2, 3, 4, 5, 6],
+        caption: "Tuning on the validation seeds (FD etc. at the validation n: compare within " +
+          "this table, not with the test table)",
+      },
     ));
+    const vs = validationSvg(
+      json.tuning,
+      u ?? null,
+      "Validation grid: target accuracy vs FD along each method's grid",
+      json.fdName ?? "FD",
+    );
+    if (vs) {
+      parts.push(svgFigure(
+        vs,
+        "Each method's grid points in grid order (labels: the tuned value): at equal FD, the " +
+          "higher curve guides better.",
+      ));
+    }
   }
   return { title: "Guidance methods compared", source, html: parts.join("\n") };
 }
