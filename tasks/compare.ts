@@ -2,7 +2,7 @@
  * Task `compare`: the guidance methods against each other in one harness (issue 15): the same
  * denoiser, classifier, sampler, seeds and independent evaluator for every method. Per method,
  * its main strength parameter is tuned on a small grid on validation seeds (guide runs; the
- * evaluator's target accuracy picks the value), then the chosen setting runs on separate test
+ * highest target accuracy at an FD no worse than unguided picks the value, {@link SELECTION_RULE}), then the chosen setting runs on separate test
  * seeds and is evaluated (target accuracy with a Wilson 95% interval, FD, precision/recall), with
  * its network calls and seconds per image.
  *   deno task compare --methods thesis,dps,tfg [--val-seeds 1000-1004] [--test-seeds 0-49]
@@ -373,16 +373,16 @@ export async function compareTask(args: string[]): Promise<void> {
         recall: numOrNull(ev.recall?.value),
         secondsPerImage: secondsPerImage(run),
       });
-      // the highest validation accuracy; ties go to the earlier (gentler) grid value
-      if (acc !== null && (!best || acc > best.validationAccuracy!)) {
-        best = { value: v, validationAccuracy: acc };
-      }
     }
+    const mine = tuning.filter((q) => q.method === p.method);
+    const pick = selectPoint(mine, unguidedVal?.fd ?? null);
+    if (pick) best = { value: pick.value, validationAccuracy: pick.validationAccuracy };
     if (!best) throw new Error(`compare: no validation run of ${p.method} has a target accuracy`);
     chosen.set(p.method, best);
   }
   await writeJsonAtomic(`${out}/tuning.json`, {
     task: "compare-tuning",
+    rule: SELECTION_RULE,
     points: tuning,
     unguided: unguidedVal,
   });
@@ -459,6 +459,7 @@ export async function compareTask(args: string[]): Promise<void> {
     tuning,
     fdName,
     unguidedValidation: unguidedVal,
+    selection: SELECTION_RULE,
     ranNow: { validation: valTodo.length, test: testTodo.length },
     versions: { ...versions(), "onnxruntime-node": "1.30.0" },
     seconds: (performance.now() - t0) / 1000,
@@ -488,6 +489,31 @@ export async function compareTask(args: string[]): Promise<void> {
       valSvg ? ", pareto_val.svg" : ""
     }`,
   );
+}
+
+/** How tuning picks a method's value (recorded in tuning.json and compare.json). */
+export const SELECTION_RULE =
+  "the highest validation target accuracy among the grid points whose validation FD is at most " +
+  "the unguided reference's at the same n (none such: all points); ties go to the lower FD";
+
+/** The grid point {@link SELECTION_RULE} picks (undefined when no point has an accuracy). */
+export function selectPoint(
+  points: readonly TuningPoint[],
+  unguidedFd: number | null,
+): TuningPoint | undefined {
+  const scored = points.filter((q) => q.validationAccuracy !== null);
+  const within = unguidedFd === null
+    ? []
+    : scored.filter((q) => typeof q.fd === "number" && q.fd <= unguidedFd);
+  const pool = within.length ? within : scored;
+  let best: TuningPoint | undefined;
+  for (const q of pool) {
+    const better = !best || q.validationAccuracy! > best.validationAccuracy! ||
+      (q.validationAccuracy === best.validationAccuracy &&
+        (q.fd ?? Infinity) < (best.fd ?? Infinity));
+    if (better) best = q;
+  }
+  return best;
 }
 
 /** Seconds of sampling per image of a guide or sample run.json (null when it sampled nothing now). */

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { UsageError } from "../lib/errors.ts";
-import { compareTask } from "../tasks/compare.ts";
+import { compareTask, SELECTION_RULE, selectPoint } from "../tasks/compare.ts";
 import { wilsonInterval } from "../lib/compare/results.ts";
 import { buildReport } from "../tasks/report.ts";
 
@@ -70,10 +70,10 @@ Deno.test("compare: tiny run, outputs, tuning on validation seeds, resume", asyn
   const dps = a.rows.find((r: { method: string }) => r.method === "dps");
   assert.deepEqual(dps.calls, { denoiser: 5, denoiserVjp: 5, classifier: 5 });
   assert.equal(a.rows.find((r: { method: string }) => r.method === "mpgd").tuned, null);
-  // the chosen value is the best validation accuracy of the grid
+  // the chosen value follows the selection rule on the validation points
   const val = a.tuning.filter((p: { method: string }) => p.method === "dps");
-  const best = Math.max(...val.map((p: { validationAccuracy: number }) => p.validationAccuracy));
-  assert.equal(dps.tuned.validationAccuracy, best);
+  assert.equal(dps.tuned.value, selectPoint(val, a.unguidedValidation.fd)!.value);
+  assert.equal(a.selection, SELECTION_RULE);
   // validation runs used the validation seeds only, test runs the test seeds
   const valRun = await readJson(`${out}/val/dps-zeta-1/run.json`);
   assert.equal(valRun.config.seeds, "100");
@@ -126,4 +126,20 @@ Deno.test("compare: bad input is refused before any model runs", async () => {
   }
   const [lo, hi] = wilsonInterval(5, 10);
   assert.ok(Math.abs(lo - 0.2366) < 1e-3 && Math.abs(hi - 0.7634) < 1e-3); // Wilson 1927, 95%
+});
+
+Deno.test("compare: tuning picks the best accuracy at an FD no worse than unguided, ties to lower FD", () => {
+  const q = (value: number, acc: number | null, fd: number) => ({
+    method: "m",
+    param: "s",
+    value,
+    validationAccuracy: acc,
+    fd,
+  });
+  const pts = [q(1, 0.6, 20), q(3, 0.9, 22), q(10, 0.9, 21), q(30, 1, 30), q(100, null, 10)];
+  assert.equal(selectPoint(pts, 25)!.value, 10); // 30 is over the unguided FD; 3 and 10 tie
+  assert.equal(selectPoint(pts, 40)!.value, 30);
+  assert.equal(selectPoint(pts, 5)!.value, 30); // none within: every scored point
+  assert.equal(selectPoint(pts, null)!.value, 30);
+  assert.equal(selectPoint([q(1, null, 3)], 5), undefined);
 });
