@@ -493,8 +493,9 @@ export async function compareTask(args: string[]): Promise<void> {
 
 /** How tuning picks a method's value (recorded in tuning.json and compare.json). */
 export const SELECTION_RULE =
-  "the highest validation target accuracy among the grid points whose validation FD is at most " +
-  "the unguided reference's at the same n (none such: all points); ties go to the lower FD";
+  "among the grid points whose validation FD is at most the unguided reference's at the same n " +
+  "(none such: all points), those whose validation target accuracy is within one binomial " +
+  "standard error of the best (sqrt(p(1-p)/n), at least 1/n) tie, and the tie with the lowest FD wins";
 
 /** The grid point {@link SELECTION_RULE} picks (undefined when no point has an accuracy). */
 export function selectPoint(
@@ -506,14 +507,12 @@ export function selectPoint(
     ? []
     : scored.filter((q) => typeof q.fd === "number" && q.fd <= unguidedFd);
   const pool = within.length ? within : scored;
-  let best: TuningPoint | undefined;
-  for (const q of pool) {
-    const better = !best || q.validationAccuracy! > best.validationAccuracy! ||
-      (q.validationAccuracy === best.validationAccuracy &&
-        (q.fd ?? Infinity) < (best.fd ?? Infinity));
-    if (better) best = q;
-  }
-  return best;
+  if (pool.length === 0) return undefined;
+  const top = Math.max(...pool.map((q) => q.validationAccuracy!));
+  const n = Math.max(1, ...pool.map((q) => q.n ?? 1));
+  const se = Math.max(1 / n, Math.sqrt(top * (1 - top) / n));
+  const ties = pool.filter((q) => q.validationAccuracy! >= top - se - 1e-12);
+  return ties.reduce((a, b) => ((b.fd ?? Infinity) < (a.fd ?? Infinity) ? b : a));
 }
 
 /** Seconds of sampling per image of a guide or sample run.json (null when it sampled nothing now). */

@@ -128,18 +128,22 @@ Deno.test("compare: bad input is refused before any model runs", async () => {
   assert.ok(Math.abs(lo - 0.2366) < 1e-3 && Math.abs(hi - 0.7634) < 1e-3); // Wilson 1927, 95%
 });
 
-Deno.test("compare: tuning picks the best accuracy at an FD no worse than unguided, ties to lower FD", () => {
-  const q = (value: number, acc: number | null, fd: number) => ({
+Deno.test("compare: tuning picks the lowest FD among accuracies within a standard error of the best, at an FD no worse than unguided", () => {
+  const q = (value: number, acc: number | null, fd: number, n = 100) => ({
     method: "m",
     param: "s",
     value,
     validationAccuracy: acc,
     fd,
+    n,
   });
-  const pts = [q(1, 0.6, 20), q(3, 0.9, 22), q(10, 0.9, 21), q(30, 1, 30), q(100, null, 10)];
+  // best 0.9 at n = 100: standard error 0.03, so 0.87 ties with it and 0.8 does not
+  const pts = [q(1, 0.8, 10), q(3, 0.87, 22), q(10, 0.9, 21), q(30, 0.93, 30), q(100, null, 5)];
   assert.equal(selectPoint(pts, 25)!.value, 10); // 30 is over the unguided FD; 3 and 10 tie
-  assert.equal(selectPoint(pts, 40)!.value, 30);
+  assert.equal(selectPoint(pts, 40)!.value, 30); // best 0.93, se 0.0255: 0.90 does not tie
   assert.equal(selectPoint(pts, 5)!.value, 30); // none within: every scored point
-  assert.equal(selectPoint(pts, null)!.value, 30);
+  assert.equal(selectPoint([...pts, q(300, 0.91, 25)], 40)!.value, 300); // 0.91 ties 0.93
+  assert.equal(selectPoint([q(1, 1, 30, 50), q(2, 0.98, 20, 50)], 99)!.value, 2); // se >= 1/n
+  assert.equal(selectPoint([q(1, 1, 30, 50), q(2, 0.96, 20, 50)], 99)!.value, 1);
   assert.equal(selectPoint([q(1, null, 3)], 5), undefined);
 });
