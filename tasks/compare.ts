@@ -191,7 +191,14 @@ function planMethods(methods: string[], f: Flags): MethodPlan[] {
 function methodArgs(p: MethodPlan, value: number): string[] {
   if (p.method === "thesis" && p.param === "scale") {
     const rest = Object.entries(p.fixed).map(([k, v]) => `${k}=${v}`).join(",");
-    return ["--method=thesis", `--scale=${value}`, ...(rest ? [`--method-params=${rest}`] : [])];
+    // the thesis's Alg 6 (joint direction at x_t, METHOD.md §4.6), whatever guide's defaults are
+    return [
+      "--method=thesis",
+      "--direction=joint",
+      "--point=xt",
+      `--scale=${value}`,
+      ...(rest ? [`--method-params=${rest}`] : []),
+    ];
   }
   const params = { ...p.fixed, [p.param]: String(value) };
   const text = Object.entries(params).map(([k, v]) => `${k}=${v}`).join(",");

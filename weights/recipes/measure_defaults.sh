@@ -12,8 +12,8 @@ cd "$(dirname "$0")/../.."
 T=${THREADS:-2}
 D=(./node_modules/.bin/deno run -A mod.ts)
 O=out/cards
-read -r -a FAMILY <<<"${FAMILY:-cifar10-resnet16-l2-0 cifar10-resnet16-l2-0.25 cifar10-resnet16-l2-0.5 cifar10-resnet16-l2-1.0}"
-EVALUATOR=${EVALUATOR:-cifar10-vgg64-eval}
+read -r -a FAMILY <<<"${FAMILY:-cifar10-resnet16-l2-0 cifar10-resnet16-l2-0.25 cifar10-resnet16-l2-0.5 cifar10-resnet16-l2-1.0 cifar10-wresnet-l2-0.5 cifar10-wresnet-l2-1.0}"
+EVALUATOR=${EVALUATOR:-cifar10-airbench64-eval}
 OLD_FEATURES=${OLD_FEATURES:-cifar10-vgg64-eval}
 DDPM=${DDPM:-ddpm-cifar10-small}
 mkdir -p "$O"
@@ -49,11 +49,15 @@ if [[ $what == ddpm || $what == all ]]; then
 fi
 
 if [[ $what == family || $what == all ]]; then
-  # the thesis's comparison: the same DDPM guided by each member of the robust family
+  # the thesis's comparison: the same DDPM guided by each member of the robust family, with the
+  # thesis's Alg 6 (joint at x_t) and with guide's default setting (logp at x0_hat, issue 17)
   classifiers=$(IFS=,; echo "${FAMILY[*]}")
   "${D[@]}" sweep --model "$DDPM" --classifiers "$classifiers" --evaluator "$EVALUATOR" \
-    --directions joint --scales 3,10,30 --schedules sqrt --seeds 0-7 --steps 50 --threads "$T" \
+    --directions joint --point xt --scales 3,10,30 --schedules sqrt --seeds 0-7 --steps 50 --threads "$T" \
     --out "$O/sweep-family"
+  "${D[@]}" sweep --model "$DDPM" --classifiers "$classifiers" --evaluator "$EVALUATOR" \
+    --directions logp --point x0 --scales 30,100,300 --schedules sqrt --seeds 0-7 --steps 50 --threads "$T" \
+    --out "$O/sweep-family-x0"
 fi
 
 if [[ $what == ddpm-curve ]]; then

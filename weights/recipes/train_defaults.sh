@@ -6,6 +6,7 @@
 #   weights/recipes/train_defaults.sh ddpm          # DDPM, then export to ONNX
 # Issue 17 (stronger defaults; run niced in the background, one thread each):
 #   weights/recipes/train_defaults.sh evaluator     # airbench-style evaluator, flip TTA in the graph
+#   weights/recipes/train_defaults.sh evaluator-e32 # the same with a 32-epoch schedule (93% goal)
 #   weights/recipes/train_defaults.sh guides        # wider ResNet family, L2 FGSM-RS, eps 0.5 first
 #   weights/recipes/train_defaults.sh ddpm-minsnr   # DDPM continued from ddpm-cifar10-small, Min-SNR
 # THREADS (default 1) sets the torch threads; PY the interpreter (default .venv/bin/python).
@@ -37,6 +38,12 @@ case "${1:-}" in
     "$PY" $R/train_evaluator_fast.py --epochs 16 --threads "$THREADS" --out "runs/evaluator-airbench" \
       --onnx "weights/classifiers/$id.onnx" --id "$id"
     ;;
+  evaluator-e32)
+    id=cifar10-airbench64-e32-eval
+    if [[ -f weights/classifiers/$id.onnx ]]; then echo "skip $id (exists)" >&2; exit 0; fi
+    "$PY" $R/train_evaluator_fast.py --epochs 32 --threads "$THREADS" --out "runs/evaluator-airbench-e32" \
+      --onnx "weights/classifiers/$id.onnx" --id "$id" --card cards/cifar10-airbench64-eval.md
+    ;;
   guides)
     for eps in 0.5 1.0 0.25 0; do
       classifier "cifar10-wresnet-l2-$eps" wresnet 32 "$eps" 15 --widths 32,64,192 --attack fgsm-rs \
@@ -59,7 +66,7 @@ case "${1:-}" in
       --id ddpm-cifar10-small
     ;;
   *)
-    echo "usage: $0 classifiers|ddpm|evaluator|guides|ddpm-minsnr" >&2
+    echo "usage: $0 classifiers|ddpm|evaluator|evaluator-e32|guides|ddpm-minsnr" >&2
     exit 2
     ;;
 esac
