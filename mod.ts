@@ -280,6 +280,7 @@ export {
 } from "./lib/guidance/methods/registry.ts";
 export type { MethodDef } from "./lib/guidance/methods/method.ts";
 export type { MethodEnv } from "./lib/guidance/methods/env.ts";
+export type { FusedThrough } from "./lib/guidance/methods/core.ts";
 export type { ParamSpec, ParamValues } from "./lib/guidance/methods/params.ts";
 export { type StepGrid, stepGridFor } from "./lib/guidance/methods/step_grid.ts";
 export {
