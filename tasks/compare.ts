@@ -58,6 +58,18 @@ const GUIDE_PASS = [
   "weights",
 ] as const;
 
+/** Flags passed to the unguided reference's sample runs unchanged (when given). */
+const SAMPLE_PASS = [
+  "sampler",
+  "spacing",
+  "variance",
+  "clip",
+  "batch",
+  "provider",
+  "threads",
+  "weights",
+] as const;
+
 /** Flags passed to every evaluate run unchanged (when given). */
 const EVALUATE_PASS = [
   "reference",
@@ -280,11 +292,19 @@ export async function compareTask(args: string[]): Promise<void> {
     ...passFlags(f, GUIDE_PASS.filter((k) => k !== "steps")),
   ];
   const evaluateFixed = [`--evaluator=${evaluator}`, ...passFlags(f, EVALUATE_PASS)];
+  // A run folder's evaluation (its evaluate.json `results`): evaluated once, marked done by one
+  // rename of the finished file, read back on every later call and rerun.
+  // deno-lint-ignore no-explicit-any
+  const evaluateOnce = async (dir: string): Promise<any> => {
+    if (!(await fileExists(`${dir}/evaluate.json`))) {
+      const partial = `${dir}/evaluate.partial.json`;
+      await evaluateTask([...evaluateFixed, "--images", dir, "--out", partial]);
+      await Deno.rename(partial, `${dir}/evaluate.json`);
+    }
+    return (await readJson(`${dir}/evaluate.json`))?.results ?? {};
+  };
   // The unguided reference at n images: the same denoiser and sampler (guide's default eta 0.5
   // unless --eta), n distinct seeds from `first`; sampled and evaluated once, then read back.
-  const samplerFlags = ["sampler", "spacing", "variance", "clip", "batch", "provider", "threads"]
-    .filter((k) => (f as Record<string, unknown>)[k] !== undefined)
-    .map((k) => `--${k}=${(f as Record<string, unknown>)[k]}`);
   const unguidedPoint = async (dir: string, first: number, n: number): Promise<CompareRow> => {
     if (!(await fileExists(`${dir}/evaluate.json`))) {
       console.error(`compare: unguided reference, ${n} images -> ${dir}`);
@@ -293,15 +313,11 @@ export async function compareTask(args: string[]): Promise<void> {
         `--steps=${steps}`,
         ...((f.sampler ?? "ddim") === "ddim" ? [`--eta=${f.eta ?? "0.5"}`] : []),
         `--seeds=${first}-${first + n - 1}`,
-        ...samplerFlags,
-        ...(f.weights ? [`--weights=${f.weights}`] : []),
+        ...passFlags(f, SAMPLE_PASS),
         `--out=${dir}`,
       ]);
-      const partial = `${dir}/evaluate.partial.json`;
-      await evaluateTask([...evaluateFixed, "--images", dir, "--out", partial]);
-      await Deno.rename(partial, `${dir}/evaluate.json`);
     }
-    const r = (await readJson(`${dir}/evaluate.json`))?.results ?? {};
+    const r = await evaluateOnce(dir);
     return {
       method: "unguided",
       params: {},
@@ -341,18 +357,13 @@ export async function compareTask(args: string[]): Promise<void> {
     tick(++done);
   }
   // every validation point evaluated (FD etc. at the validation n), and the unguided reference
-  const evaluated = async (dir: string) => {
-    if (!(await fileExists(`${dir}/evaluate.json`))) {
-      const partial = `${dir}/evaluate.partial.json`;
-      await evaluateTask([...evaluateFixed, "--images", dir, "--out", partial]);
-      await Deno.rename(partial, `${dir}/evaluate.json`); // marks the point done, in one rename
-    }
-    return await readJson(`${dir}/evaluate.json`);
-  };
+  // deno-lint-ignore no-explicit-any
+  const valResults = new Map<string, any>();
   let valN: number | null = null;
   for (const { p, v } of valPoints) {
-    const n = numOrNull((await evaluated(`${out}/val/${slug(p, v)}`))?.results?.n);
-    valN ??= n;
+    const r = await evaluateOnce(`${out}/val/${slug(p, v)}`);
+    valResults.set(slug(p, v), r);
+    valN ??= numOrNull(r.n);
   }
   const unguidedVal = valN === null
     ? null
@@ -364,10 +375,9 @@ export async function compareTask(args: string[]): Promise<void> {
       chosen.set(p.method, { value: p.grid[0], validationAccuracy: null });
       continue;
     }
-    let best: { value: number; validationAccuracy: number | null } | undefined;
     for (const v of p.grid) {
       const run = await readJson(`${out}/val/${slug(p, v)}/run.json`);
-      const ev = (await readJson(`${out}/val/${slug(p, v)}/evaluate.json`))?.results ?? {};
+      const ev = valResults.get(slug(p, v));
       const acc = numOrNull(run?.results?.targetAccuracy);
       tuning.push({
         method: p.method,
@@ -383,9 +393,8 @@ export async function compareTask(args: string[]): Promise<void> {
     }
     const mine = tuning.filter((q) => q.method === p.method);
     const pick = selectPoint(mine, unguidedVal?.fd ?? null);
-    if (pick) best = { value: pick.value, validationAccuracy: pick.validationAccuracy };
-    if (!best) throw new Error(`compare: no validation run of ${p.method} has a target accuracy`);
-    chosen.set(p.method, best);
+    if (!pick) throw new Error(`compare: no validation run of ${p.method} has a target accuracy`);
+    chosen.set(p.method, { value: pick.value, validationAccuracy: pick.validationAccuracy });
   }
   await writeJsonAtomic(`${out}/tuning.json`, {
     task: "compare-tuning",
@@ -414,15 +423,12 @@ export async function compareTask(args: string[]): Promise<void> {
       `--seeds=${testText}`,
       `--out=${dir}`,
     ], p);
-    const partial = `${dir}/evaluate.partial.json`;
-    await evaluateTask([...evaluateFixed, "--images", dir, "--out", partial]);
-    await Deno.rename(partial, `${dir}/evaluate.json`); // marks the point done, in one rename
+    await evaluateOnce(dir);
     tick(++done);
   }
 
   // --- collect ---
-  const firstTest = await readJson(`${out}/test/${plans[0].method}/evaluate.json`);
-  const testN = numOrNull(firstTest?.results?.n);
+  const testN = numOrNull((await evaluateOnce(`${out}/test/${plans[0].method}`)).n);
   const unguidedTest = testN === null
     ? null
     : await unguidedPoint(`${out}/test/unguided`, 0, testN);
