@@ -240,14 +240,15 @@ export async function guideTask(args: string[]): Promise<void> {
   });
   const { c, h, w } = setup.shape;
   const imagesFrom = `the denoiser ${modelLabel(resolved)}`;
+  // --input-size: a head for the denoiser's images that resizes them; without it a classifier
+  // of another size is refused below (checkRunModels), naming both models and their shapes
+  const clfResize = inputSize ? { imageSize: [h, w] as const, inputSize, imagesFrom } : {};
   const { classifier, resolved: clfResolved, conventions: clfConventions } =
     await loadClassifierRef(clfRef, base, {
       conventions: conventionsFromFlags(f),
       provider,
       threads,
-      // --input-size: a head for the denoiser's images that resizes them; without it a classifier
-      // of another size is refused below (checkRunModels), naming both models and their shapes
-      ...(inputSize ? { imageSize: [h, w] as const, inputSize, imagesFrom } : {}),
+      ...clfResize,
     });
   let names: string[];
   try {
@@ -394,8 +395,7 @@ export async function guideTask(args: string[]): Promise<void> {
         bytes: clfResolved.bytes,
         label: modelLabel(clfResolved),
         conventions: clfConventions,
-        imageSize: [h, w],
-        inputSize,
+        ...clfResize,
       },
       config,
       labels: todoLabels,

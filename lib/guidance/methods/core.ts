@@ -100,10 +100,10 @@ export async function smoothedLogProbGrad(
   stepIndex: number,
   purpose: number,
 ): Promise<SmoothedGradient> {
+  const per = x.length / n;
   const m = drawCount(sigma, samples);
   const coef = objectiveCoef(objective);
-  const off = smoothingOffsets(x.length / n, n, m, sigma, seeds, stepIndex, purpose);
-  const per = x.length / n;
+  const off = smoothingOffsets(per, n, m, sigma, seeds, stepIndex, purpose);
   const xs = new Float32Array(m * x.length);
   const ys: number[] = [];
   for (let j = 0; j < m; j++) {

@@ -15,7 +15,12 @@ export const THESIS: MethodDef = {
   name: "thesis",
   cite: "METHOD.md §4, Alg 6 (joint direction §4.6, w(t) = sqrt(1 - abar_t))",
   params: {
-    scale: { default: 10, min: 0, doc: "strength s of eps_hat = eps - s w(t) g(x_t) (Alg 6)" },
+    scale: {
+      default: 10,
+      min: 0,
+      doc: "strength s of eps_hat = eps - s w(t) g(x_t) (Alg 6, joint at x_t); " +
+        "in guide it is --scale, whose default belongs to guide's own default setting",
+    },
   },
   throughDenoiser: () => false,
   build: (env, p) =>
