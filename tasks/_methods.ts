@@ -9,6 +9,8 @@ import type { EnergySource } from "../lib/guidance/directions.ts";
 import { loadDenoiserPullback, loadThroughDenoiser } from "../lib/energy/through_denoiser.ts";
 import { readHeadInfo } from "../lib/energy/head.ts";
 import type { InputConventions } from "../lib/energy/conventions.ts";
+import type { ResizeOptions } from "../lib/energy/resize.ts";
+import { drawCount } from "../lib/guidance/methods/core.ts";
 import { decodeModel } from "../lib/onnx/proto.ts";
 import { loadNoiseAwareClassifier } from "../lib/energy/noise_aware.ts";
 import {
@@ -86,9 +88,7 @@ export interface MethodModels {
     bytes: Uint8Array;
     label: string;
     conventions?: InputConventions;
-    imageSize?: readonly [number, number];
-    inputSize?: readonly [number, number];
-  };
+  } & ResizeOptions;
   /** The sampler configuration of the run. */
   config: SamplerConfig;
   /** Requested class of every image of the run. */
@@ -129,20 +129,30 @@ export async function methodDenoiser(m: MethodModels): Promise<Denoiser> {
     const rawClassifier = g !== undefined &&
       readHeadInfo(decodeModel(g.bytes, g.label)) === undefined;
     const p = m.method.params;
-    const manyDraws = Number(p.sigma ?? 0) > 0 && Number(p.samples ?? 1) > 1;
+    const sigma = Number(p.sigma ?? 0);
+    const manyDraws = drawCount(sigma, Number(p.samples ?? 1)) > 1;
+    // The fused graph is an optimisation: where the two models cannot be composed into one graph
+    // (a classifier at opset >= 19, which lib/autodiff/opset.ts cannot raise the denoiser to), the
+    // pull-back route, which never composes them, serves as before.
+    let unfused: string | undefined;
     if (rawClassifier && !learnedVariance) {
-      const fused = await loadThroughDenoiser(m.denoiserBytes, g!.bytes, {
-        prediction,
-        conventions: g!.conventions,
-        imageSize: g!.inputSize ? g!.imageSize : undefined,
-        inputSize: g!.inputSize,
-        offsetInput: Number(p.sigma ?? 0) > 0,
-        provider: m.provider,
-        batch: m.config.batchSize,
-        denoiserSource: "the denoiser",
-        classifierSource: g!.label,
-      });
-      through = countingThrough(fused, m.counts);
+      try {
+        const fused = await loadThroughDenoiser(m.denoiserBytes, g!.bytes, {
+          prediction,
+          conventions: g!.conventions,
+          imageSize: g!.imageSize,
+          inputSize: g!.inputSize,
+          imagesFrom: g!.imagesFrom,
+          offsetInput: sigma > 0,
+          provider: m.provider,
+          batch: m.config.batchSize,
+          denoiserSource: "the denoiser",
+          classifierSource: g!.label,
+        });
+        through = countingThrough(fused, m.counts);
+      } catch (e) {
+        unfused = `the fused graph cannot be built: ${(e as Error).message}`;
+      }
     }
     if (!through || manyDraws) {
       pullback = countingPullback(
@@ -162,7 +172,7 @@ export async function methodDenoiser(m: MethodModels): Promise<Denoiser> {
             manyDraws ? " and, for several smoothing draws, the pull-back graph" : ""
           }`
           : `the pull-back graph (${
-            learnedVariance ? "learned-variance denoiser" : "precompiled energy head"
+            unfused ?? (learnedVariance ? "learned-variance denoiser" : "precompiled energy head")
           })`
       }`,
     );

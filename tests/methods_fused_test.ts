@@ -176,3 +176,26 @@ Deno.test("fused route: an offset needs the x0_offset input; several draws need 
     /neither a pull-back graph nor a fused graph \(with at most one smoothing draw\)/,
   );
 });
+
+Deno.test("guide --method dps with a classifier the fused graph cannot take (dynamo, opset 20) runs on the pull-back route", async () => {
+  const { guideTask } = await import("../tasks/guide.ts");
+  Deno.env.set("RG_QUIET", "1");
+  const out = await Deno.makeTempDir({ prefix: "methods_fused_test_" });
+  await guideTask([
+    "--model=mixture-cifar10",
+    `--classifier=${new URL("./fixtures/zoo/vit_dynamo_op20.onnx", import.meta.url).pathname}`,
+    "--range=01",
+    "--method=dps",
+    "--method-params=zeta=0.5",
+    "--class=0",
+    "--seeds=0-1",
+    "--steps=2",
+    "--evaluator=none",
+    "--provider=cpu",
+    `--out=${out}/run`,
+  ]);
+  const run = JSON.parse(await Deno.readTextFile(`${out}/run/run.json`));
+  // the pull-back route: one plain forward, one classifier run and one pull-back per step
+  assert.deepEqual(run.callsPerImage, { denoiser: 2, denoiserVjp: 2, classifier: 2 });
+  await Deno.remove(out, { recursive: true });
+});
