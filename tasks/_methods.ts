@@ -132,8 +132,8 @@ export async function methodDenoiser(m: MethodModels): Promise<Denoiser> {
     const sigma = Number(p.sigma ?? 0);
     const manyDraws = drawCount(sigma, Number(p.samples ?? 1)) > 1;
     // The fused graph is an optimisation: where the two models cannot be composed into one graph
-    // (a classifier at opset >= 19, which lib/autodiff/opset.ts cannot raise the denoiser to), the
-    // pull-back route, which never composes them, serves as before.
+    // (lib/autodiff/opset.ts raises the older one to the other's opset, up to 26, and refuses what
+    // it cannot carry over exactly), the pull-back route, which never composes them, serves.
     let unfused: string | undefined;
     if (rawClassifier && !learnedVariance) {
       try {

@@ -194,6 +194,66 @@ Deno.test("upgradeOpset: attribute-form ops of opset 9 compute the same values a
   }
 });
 
+Deno.test("upgradeOpset: ops changed at 20 and 21 (DFT, GridSample, GroupNormalization) compute the same values up to 26", async () => {
+  const dims = [2, 4, 3, 5];
+  const build = () => {
+    const b = new GraphBuilder({ opset: 18 });
+    const x = b.input("x", F, dims);
+    const out = (v: string, name: string) => b.output(v, F, undefined, `out_${name}`);
+    // per-group affine at 18 (G = 2 of C = 4 channels); G = C and G = 1 as well
+    out(
+      b.node("GroupNormalization", [x, b.f32("s2", [0.5, -2]), b.f32("b2", [1, 3])], {
+        num_groups: 2,
+        epsilon: float(1e-3),
+      }),
+      "gn2",
+    );
+    out(
+      b.node("GroupNormalization", [x, b.f32("s4", [1, 2, 3, 4]), b.f32("b4", [0, 1, 0, 1])], {
+        num_groups: 4,
+      }),
+      "gn4",
+    );
+    out(
+      b.node("GroupNormalization", [x, b.f32("s1", [1.5]), b.f32("b1", [-1])], {
+        num_groups: 1,
+      }),
+      "gn1",
+    );
+    const grid = randomConst(b, [2, 2, 3, 2], 7, F); // in [-1, 1]: inside and at the edges
+    out(b.node("GridSample", [x, grid], { align_corners: 1 }), "grid_default");
+    out(
+      b.node("GridSample", [x, grid], { mode: "bilinear", padding_mode: "border" }),
+      "grid_bilinear",
+    );
+    out(b.node("GridSample", [x, grid], { mode: "bicubic" }), "grid_bicubic");
+    out(b.node("GridSample", [x, grid], { mode: "nearest" }), "grid_nearest");
+    // DFT-17 over axis 2 of a real signal [2, 4, 3, 5, 1], and with the default axis 1
+    const signal = b.node("Unsqueeze", [x, b.i64("ax", [4])]);
+    out(b.node("DFT", [signal], { axis: 2 }), "dft_axis2");
+    out(b.node("DFT", [signal], { onesided: 1 }), "dft_default");
+    return b;
+  };
+  const n = dims.reduce((a, d) => a * d);
+  const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.77) * 2 + (i % 5) * 0.1);
+  const reference = await runAll(build().toBytes(), x, dims);
+  for (const target of [19, 20, 21, 23, 26]) {
+    const b = build();
+    upgradeOpset(b, target);
+    assert.equal(b.opset, target);
+    const upgraded = await runAll(b.toBytes(), x, dims);
+    for (const [name, values] of Object.entries(reference)) {
+      const worst = Math.max(...values.map((v, i) => Math.abs(v - upgraded[name][i])));
+      assert.ok(worst <= 1e-5, `${name} differs after the upgrade to ${target} by ${worst}`);
+    }
+  }
+  // the per-group scale really is per channel after 21 (a rewrite that dropped it would fail)
+  const b = build();
+  upgradeOpset(b, 21);
+  const gn = b.graph.node.find((m) => m.op_type === "GroupNormalization")!;
+  assert.notEqual(gn.input[1], "s2");
+});
+
 Deno.test("upgradeOpset: refuses what it cannot carry over exactly", () => {
   const cases: Array<[number, (b: GraphBuilder, x: string) => void, RegExp]> = [
     [

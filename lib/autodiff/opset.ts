@@ -17,12 +17,20 @@
  * | Softmax, LogSoftmax, Hardmax | 13 | 2-D coercion -> one axis | Flatten, op(axis 1), Reshape |
  * | BatchNormalization | 14 | training outputs | extra (unused) outputs dropped |
  * | other Reduce* | 18 | axes attribute -> input | to input |
+ * | DFT | 20 | axis attribute -> input | to input (the old default 1 made explicit) |
+ * | GridSample | 20 | modes bilinear/bicubic renamed linear/cubic | renamed |
+ * | GroupNormalization | 21 | scale, bias per group [G] -> per channel [C] | each repeated C/G times |
+ *
+ * Every other change from 19 to {@link MAX_TARGET_OPSET} only adds types, attributes with the
+ * old behaviour as default, or new ops (the ONNX version converter's adapters,
+ * onnx/version_converter/convert.h, list no other upward change). One numeric difference:
+ * GroupNormalization-21 normalises float16 inputs in float32 (stash_type 1), -18 in float16.
  *
  * Ops that cannot be carried over exactly (Upsample, Resize-10, the removed experimental ops,
  * and any node with a sub-graph) make it throw, naming the node.
  * @module
  */
-import type { GraphBuilder } from "../onnx/builder.ts";
+import { type GraphBuilder, makeAttribute } from "../onnx/builder.ts";
 import type { AttributeProto, GraphProto, NodeProto } from "../onnx/proto.ts";
 import { constLike, floatAttr, i64Const, intAttr, intsAttr, stringAttr } from "./_emit.ts";
 
@@ -32,8 +40,11 @@ export const BACKWARD_OPSET = 17;
 /** Oldest model opset `upgradeOpset` reads. */
 export const MIN_SOURCE_OPSET = 9;
 
-/** Newest opset `upgradeOpset` writes (every signature change up to it is handled). */
-export const MAX_TARGET_OPSET = 18;
+/**
+ * Newest opset `upgradeOpset` writes (every signature change up to it is handled); also the
+ * newest ONNX Runtime 1.30 loads.
+ */
+export const MAX_TARGET_OPSET = 26;
 
 /** Ops that no longer exist at a newer opset (deprecated or removed experimental ops). */
 const GONE = new Map<string, number>([
@@ -86,6 +97,9 @@ const REWRITES: ReadonlyArray<{ ops: readonly string[]; at: number; rewrite: Rew
   { ops: ["Softmax", "LogSoftmax", "Hardmax"], at: 13, rewrite: softmaxToOneAxis },
   { ops: ["BatchNormalization"], at: 14, rewrite: batchNormInference },
   { ops: OTHER_REDUCTIONS, at: 18, rewrite: attrsToInputs(["axes"]) },
+  { ops: ["DFT"], at: 20, rewrite: dftAxisToInput },
+  { ops: ["GridSample"], at: 20, rewrite: gridSampleModes },
+  { ops: ["GroupNormalization"], at: 21, rewrite: groupNormPerChannel },
 ];
 
 /**
@@ -253,4 +267,46 @@ function softmaxToOneAxis(b: GraphBuilder, n: NodeProto): void {
   const flat = b.node("Flatten", [x], { axis: intAttr(n, "axis", 1) });
   const y = b.node(n.op_type, [flat], { axis: 1 }, { name: n.name });
   b.node("Reshape", [y, b.node("Shape", [x])], { allowzero: 1 }, { outputs: [n.output[0]] });
+}
+
+/** DFT-17 axis attribute (default 1) -> DFT-20 input 2 (whose default is -2). */
+function dftAxisToInput(b: GraphBuilder, n: NodeProto): void {
+  const input = [n.input[0], n.input[1] ?? "", i64Const(b, intAttr(n, "axis", 1), [])];
+  b.graph.node.push({
+    ...n,
+    input,
+    attribute: (n.attribute ?? []).filter((a) => a.name !== "axis"),
+  });
+}
+
+/** GridSample-16 -> 20: mode "bilinear" is now "linear", "bicubic" is "cubic" (same meaning). */
+function gridSampleModes(b: GraphBuilder, n: NodeProto): void {
+  const renamed: Record<string, string> = { bilinear: "linear", bicubic: "cubic" };
+  b.graph.node.push({
+    ...n,
+    attribute: (n.attribute ?? []).map((a) => {
+      if (a.name !== "mode") return a;
+      const mode = stringAttr(n, "mode", "bilinear");
+      return makeAttribute("mode", renamed[mode] ?? mode);
+    }),
+  });
+}
+
+/**
+ * GroupNormalization-18 -> 21: scale and bias were per group [G], now per channel [C]; each
+ * group's value is repeated for its C / G channels (numpy.repeat; as the ONNX converter's
+ * GroupNormalization_20_21 adapter): Reshape(v, [G, 1]) -> Expand([1, C / G]) -> Reshape([-1]),
+ * C read from x at run time.
+ */
+function groupNormPerChannel(b: GraphBuilder, n: NodeProto): void {
+  const [x, scale, bias] = n.input;
+  const G = intAttr(n, "num_groups", 1);
+  const C = b.node("Shape", [x], { start: 1, end: 2 });
+  const per = b.node("Div", [C, i64Const(b, [G])]);
+  const wide = b.node("Concat", [i64Const(b, [1]), per], { axis: 0 });
+  const column = i64Const(b, [-1, 1]);
+  const flat = i64Const(b, [-1]);
+  const repeat = (v: string) =>
+    b.node("Reshape", [b.node("Expand", [b.node("Reshape", [v, column]), wide]), flat]);
+  b.graph.node.push({ ...n, input: [x, repeat(scale), repeat(bias)] });
 }
