@@ -6,12 +6,13 @@
 # THREADS (default 2): ONNX Runtime intra-op threads. FAMILY (space-separated ids), EVALUATOR,
 # DDPM override the models measured; OLD_FEATURES (default cifar10-vgg64-eval) is the feature
 # network of the FD that stays comparable with the first cards (issue 17 keeps it);
-# DDPM_RUN (default runs/ddpm-minsnr) and CURVE_N (default 1000) for ddpm-curve.
+# DDPM_RUN (default runs/ddpm-minsnr) and CURVE_N (default 1000) for ddpm-curve; OUT (default
+# out/cards) the results folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${THREADS:-2}
 D=(./node_modules/.bin/deno run -A mod.ts)
-O=out/cards
+O=${OUT:-out/cards}
 read -r -a FAMILY <<<"${FAMILY:-cifar10-resnet16-l2-0 cifar10-resnet16-l2-0.25 cifar10-resnet16-l2-0.5 cifar10-resnet16-l2-1.0 cifar10-wresnet-l2-0.5 cifar10-wresnet-l2-1.0}"
 EVALUATOR=${EVALUATOR:-cifar10-airbench64-eval}
 OLD_FEATURES=${OLD_FEATURES:-cifar10-vgg64-eval}

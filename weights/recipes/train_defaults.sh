@@ -45,7 +45,7 @@ case "${1:-}" in
       --onnx "weights/classifiers/$id.onnx" --id "$id" --card cards/cifar10-airbench64-eval.md
     ;;
   guides)
-    for eps in 0.5 1.0 0.25 0; do
+    for eps in 0.5 1.0 0 0.25; do
       classifier "cifar10-wresnet-l2-$eps" wresnet 32 "$eps" 15 --widths 32,64,192 --attack fgsm-rs \
         --pgd-check 500 --card cards/cifar10-wresnet-l2.md
     done
