@@ -232,6 +232,22 @@ def relpath_for_manifest(onnx_path: str, manifest_path: str) -> str:
     return os.path.relpath(os.path.abspath(onnx_path), base).replace(os.sep, "/")
 
 
+def cifar10_classifier_entry(onnx_path: str, manifest_path: str, sha256: str, source: str,
+                             description: str, card: str) -> dict:
+    """The manifest entry of a project-trained CIFAR-10 classifier: x float32 [N, 3, 32, 32] in
+    [0, 1] (normalisation inside the graph), the ten CIFAR-10 classes, its card."""
+    return {
+        "file": relpath_for_manifest(onnx_path, manifest_path),
+        "sha256": sha256,
+        "kind": "classifier",
+        "input": {"range": "01", "layout": "nchw", "shape": [3, 32, 32]},
+        "source": source,
+        "description": description,
+        "classes": CIFAR10_CLASSES,
+        "card": card,
+    }
+
+
 def update_manifest(manifest_path: str, model_id: str, entry: dict) -> None:
     """Sets models[model_id] = entry in the manifest (in place if it exists, else appended),
     leaving every other entry untouched; writes JSON with 2-space indent and a trailing newline."""

@@ -14,8 +14,8 @@ members' TTA logits, and the toolkit's penultimate features (the Gemm's input, u
 concatenation of the members' TTA features.
 
 Prints the accuracy on the 10,000 test images of every member (plain, flip TTA) and of the export
-(ONNX Runtime), checks ONNX Runtime against PyTorch, writes ID.train_log.json beside the run folder
-of the first member, and registers the model in weights/manifest.json.
+(ONNX Runtime), checks ONNX Runtime against PyTorch, writes <onnx>.export_log.json beside the ONNX,
+and with --id registers the model in weights/manifest.json.
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _cifar10_data import DEFAULT_DIR, load_cifar10  # noqa: E402
 from _classifier_archs import AirbenchNet, airbench  # noqa: E402
 from _conversion_common import (  # noqa: E402
-    CIFAR10_CLASSES,
     DEFAULT_MANIFEST,
+    cifar10_classifier_entry,
     compare_ort,
     export_onnx,
     onnx_report,
     ort_session,
-    relpath_for_manifest,
     update_manifest,
 )
 
@@ -96,6 +95,8 @@ def main() -> None:
     ap.add_argument("--manifest", default=DEFAULT_MANIFEST)
     ap.add_argument("--card", help="model card path relative to weights/ (default cards/<id>.md)")
     args = ap.parse_args()
+    if args.id and args.limit != 10000:
+        raise SystemExit(f"--id needs the accuracy on all 10,000 test images: drop --limit {args.limit}")
     torch.set_num_threads(args.threads)
     for c in args.ckpt:
         if not os.path.isfile(c):
@@ -154,27 +155,19 @@ def main() -> None:
         "torch": torch.__version__,
     }
     log_path = os.path.splitext(args.onnx)[0] + ".export_log.json"
-    if args.id:
-        log_path = os.path.join(os.path.dirname(args.ckpt[0]), f"{args.id}.export_log.json")
     with open(log_path, "w") as f:
         json.dump(info, f, indent=1)
     print(f"wrote {log_path}", file=sys.stderr)
     if args.id:
-        if len(x_test) != 10000:
-            raise SystemExit("--id needs the accuracy on all 10,000 test images (drop --limit)")
         minutes = sum(m["train_minutes"] for m in members)
-        update_manifest(args.manifest, args.id, {
-            "file": relpath_for_manifest(args.onnx, args.manifest),
-            "sha256": rep["sha256"],
-            "kind": "classifier",
-            "input": {"range": "01", "layout": "nchw", "shape": [3, 32, 32]},
-            "source": f"weights/recipes/export_evaluator_ensemble.py {' '.join(sys.argv[1:])}",
-            "description": f"project-trained CIFAR-10 evaluator: {len(nets)} airbench94-style nets "
-                           f"(train_evaluator_fast.py, {minutes:.0f} min of CPU training in all), {views} "
-                           f"TTA inside the graph; clean acc {acc * 100:.1f}% on the 10,000 test images",
-            "classes": CIFAR10_CLASSES,
-            "card": args.card or f"cards/{args.id}.md",
-        })
+        update_manifest(args.manifest, args.id, cifar10_classifier_entry(
+            args.onnx, args.manifest, rep["sha256"],
+            f"weights/recipes/export_evaluator_ensemble.py {' '.join(sys.argv[1:])}",
+            f"project-trained CIFAR-10 evaluator: {len(nets)} airbench94-style nets "
+            f"(train_evaluator_fast.py, {minutes:.0f} min of CPU training in all), {views} "
+            f"TTA inside the graph; clean acc {acc * 100:.1f}% on the 10,000 test images",
+            args.card or f"cards/{args.id}.md",
+        ))
         print(f"manifest: registered '{args.id}'", file=sys.stderr)
 
 

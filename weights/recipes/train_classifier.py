@@ -53,13 +53,12 @@ from _training import log, setup_run  # noqa: E402
 from _cifar10_data import DEFAULT_DIR, augment_crop_flip, load_cifar10  # noqa: E402
 from _classifier_archs import ARCHS, wresnet  # noqa: E402
 from _conversion_common import (  # noqa: E402
-    CIFAR10_CLASSES,
     DEFAULT_MANIFEST,
+    cifar10_classifier_entry,
     compare_ort,
     export_onnx,
     onnx_report,
     ort_session,
-    relpath_for_manifest,
     update_manifest,
 )
 
@@ -281,18 +280,14 @@ def main() -> None:
                     f"in the ball, one step of {args.fgsm_alpha} eps)" if args.attack == "fgsm-rs" else
                     f"L2 PGD adversarial training at eps = {args.eps} (pixel range [0,1], "
                     f"{args.attack_steps} steps of 2.5 eps/{args.attack_steps})")
-            update_manifest(args.manifest, args.id, {
-                "file": relpath_for_manifest(args.onnx, args.manifest),
-                "sha256": rep["sha256"],
-                "kind": "classifier",
-                "input": {"range": "01", "layout": "nchw", "shape": [3, 32, 32]},
-                "source": f"weights/recipes/train_classifier.py {' '.join(sys.argv[1:])}",
-                "description": f"project-trained CIFAR-10 {arch_name} ({n_params:,} params), {what}, "
-                               f"{args.epochs} epochs in {state['elapsed'] / 60:.0f} min on CPU; clean acc "
-                               f"{clean * 100:.1f}% on the 10,000 test images",
-                "classes": CIFAR10_CLASSES,
-                "card": args.card or f"cards/{args.id}.md",
-            })
+            update_manifest(args.manifest, args.id, cifar10_classifier_entry(
+                args.onnx, args.manifest, rep["sha256"],
+                f"weights/recipes/train_classifier.py {' '.join(sys.argv[1:])}",
+                f"project-trained CIFAR-10 {arch_name} ({n_params:,} params), {what}, "
+                f"{args.epochs} epochs in {state['elapsed'] / 60:.0f} min on CPU; clean acc "
+                f"{clean * 100:.1f}% on the 10,000 test images",
+                args.card or f"cards/{args.id}.md",
+            ))
     with open(os.path.join(args.out, "train_log.json"), "w") as f:
         json.dump(info, f, indent=1)
     log(f"wrote {args.out}/train_log.json")

@@ -51,13 +51,12 @@ from _training import log, setup_run  # noqa: E402
 from _cifar10_data import DEFAULT_DIR, load_cifar10  # noqa: E402
 from _classifier_archs import FlipTTA, airbench  # noqa: E402
 from _conversion_common import (  # noqa: E402
-    CIFAR10_CLASSES,
     DEFAULT_MANIFEST,
+    cifar10_classifier_entry,
     compare_ort,
     export_onnx,
     onnx_report,
     ort_session,
-    relpath_for_manifest,
     update_manifest,
 )
 
@@ -276,19 +275,15 @@ def main() -> None:
         if errs["logits"] > 1e-4 * max(1.0, scales["logits"]):
             raise SystemExit(f"ONNX export differs from PyTorch: {errs}")
         if args.id:
-            update_manifest(args.manifest, args.id, {
-                "file": relpath_for_manifest(args.onnx, args.manifest),
-                "sha256": rep["sha256"],
-                "kind": "classifier",
-                "input": {"range": "01", "layout": "nchw", "shape": [3, 32, 32]},
-                "source": f"weights/recipes/train_evaluator_fast.py {' '.join(sys.argv[1:])}",
-                "description": f"project-trained CIFAR-10 evaluator, airbench94-style net (patch-whitening "
-                               f"conv, {n_params:,} params), standard training, {args.epochs} epochs in "
-                               f"{state['elapsed'] / 60:.0f} min on CPU, flip TTA inside the graph; clean acc "
-                               f"{clean_tta * 100:.1f}% on the 10,000 test images",
-                "classes": CIFAR10_CLASSES,
-                "card": args.card or f"cards/{args.id}.md",
-            })
+            update_manifest(args.manifest, args.id, cifar10_classifier_entry(
+                args.onnx, args.manifest, rep["sha256"],
+                f"weights/recipes/train_evaluator_fast.py {' '.join(sys.argv[1:])}",
+                f"project-trained CIFAR-10 evaluator, airbench94-style net (patch-whitening "
+                f"conv, {n_params:,} params), standard training, {args.epochs} epochs in "
+                f"{state['elapsed'] / 60:.0f} min on CPU, flip TTA inside the graph; clean acc "
+                f"{clean_tta * 100:.1f}% on the 10,000 test images",
+                args.card or f"cards/{args.id}.md",
+            ))
     with open(os.path.join(args.out, "train_log.json"), "w") as f:
         json.dump(info, f, indent=1)
     log(f"wrote {args.out}/train_log.json")
