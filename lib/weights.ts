@@ -7,6 +7,7 @@
  */
 import type { ScheduleSpec } from "./schedule.ts";
 import { sha256Hex } from "./runtime/session.ts";
+import { withExternalData } from "./onnx/external_data.ts";
 
 /** Input convention of a model. */
 export interface InputConvention {
@@ -84,6 +85,11 @@ async function readUrl(url: URL): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer());
 }
 
+/** The URL of `location` (an external-data path relative to the model) beside `model`. */
+function besideUrl(model: URL, location: string): URL {
+  return new URL(location.split(/[\\/]/).map(encodeURIComponent).join("/"), model);
+}
+
 /** Reads and validates the manifest under `base`. */
 export async function loadManifest(base: URL = defaultWeightsBase()): Promise<Manifest> {
   const url = new URL("manifest.json", base);
@@ -123,10 +129,12 @@ export interface ResolvedModel {
   entry?: ManifestEntry;
   /** Where the bytes came from (path or URL). */
   location: string;
-  /** The model file's bytes. */
+  /** The model's bytes: the file's, with any external data read back in (see `externalData`). */
   bytes: Uint8Array;
-  /** Hex sha256 of `bytes`. */
+  /** Hex sha256 of the model file as stored (the .onnx; for manifest models, checked). */
   sha256: string;
+  /** External-data files beside the model that were read into `bytes` (absent: none). */
+  externalData?: string[];
 }
 
 /** True when `ref` looks like a file path or URL rather than a manifest id. */
@@ -160,7 +168,13 @@ export async function resolveModel(
       }
       throw e;
     }
-    return { location: ref, bytes, sha256: sha256Hex(bytes) };
+    const full = await withExternalData(bytes, (loc) => readUrl(besideUrl(url, loc)), ref);
+    return {
+      location: ref,
+      bytes: full.bytes,
+      sha256: sha256Hex(bytes),
+      ...(full.files ? { externalData: full.files } : {}),
+    };
   }
   const manifest = await loadManifest(base);
   const entry = manifest.models[ref];
@@ -197,7 +211,19 @@ export async function resolveModel(
         `the file is corrupt or stale: restore it or re-run its recipe (${entry.source})`,
     );
   }
-  return { id: ref, entry, location: url.href, bytes, sha256: sha };
+  const full = await withExternalData(
+    bytes,
+    (loc) => readUrl(besideUrl(url, loc)),
+    `model '${ref}' (${url.protocol === "file:" ? url.pathname : url.href})`,
+  );
+  return {
+    id: ref,
+    entry,
+    location: url.href,
+    bytes: full.bytes,
+    sha256: sha,
+    ...(full.files ? { externalData: full.files } : {}),
+  };
 }
 
 /** The manifest's default model id of a role, or a clear error. */

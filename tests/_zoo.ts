@@ -8,6 +8,7 @@ import {
 } from "../lib/energy/classifier.ts";
 import type { InputConventions } from "../lib/energy/head.ts";
 import { f32 } from "./_base64.ts";
+import { resolveModel } from "../lib/weights.ts";
 
 /** One zoo fixture (`tests/fixtures/zoo/<name>.ref.json`). */
 export interface ZooFixture {
@@ -20,6 +21,8 @@ export interface ZooFixture {
   dtype: "float32" | "float16" | "bfloat16";
   output_kind: "logits" | "softmax";
   model: string;
+  /** The external-data file beside `model`, for a fixture saved by torch with external data. */
+  external_data?: string;
   conventions: InputConventions;
   /** [H, W] the classifier takes. */
   input_size: [number, number];
@@ -54,12 +57,15 @@ export function zooNames(): string[] {
   return names.sort();
 }
 
-/** Reads fixture `name` and its ONNX bytes. */
+/**
+ * Reads fixture `name` and its ONNX bytes as a task resolves a model given by path (lib/weights.ts
+ * `resolveModel`): a fixture saved with external data (`fx.external_data`) comes back inlined.
+ */
 export async function readZooFixture(
   name: string,
 ): Promise<{ fx: ZooFixture; bytes: Uint8Array }> {
   const fx: ZooFixture = JSON.parse(await Deno.readTextFile(new URL(`${name}.ref.json`, ZOO_DIR)));
-  const bytes = await Deno.readFile(new URL(fx.model, ZOO_DIR));
+  const { bytes } = await resolveModel(new URL(fx.model, ZOO_DIR).pathname);
   return { fx, bytes };
 }
 

@@ -177,7 +177,15 @@ Deno.test("fused route: an offset needs the x0_offset input; several draws need 
   );
 });
 
-for (const fixture of ["vit_dynamo_op20", "preact_resnet_gn_dynamo_op21"]) {
+// the third is saved as torch.onnx.export(..., "m.onnx", dynamo=True) saves it: weights in
+// m.onnx.data beside it (before session 6, `guide --classifier m.onnx` refused it)
+for (
+  const fixture of [
+    "vit_dynamo_op20",
+    "preact_resnet_gn_dynamo_op21",
+    "preact_resnet_gn_dynamo_op23_extdata",
+  ]
+) {
   Deno.test(`guide --method dps with a dynamo classifier above the denoiser's opset (${fixture}) takes the fused graph`, async () => {
     const { guideTask } = await import("../tasks/guide.ts");
     Deno.env.set("RG_QUIET", "1");

@@ -10,6 +10,7 @@ import * as ort from "npm:onnxruntime-node@1.30.0";
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
 import { decodeModel, type ModelProto } from "../onnx/proto.ts";
+import { checkLocation, externalDataRefs, withExternalData } from "../onnx/external_data.ts";
 import { NonFiniteError } from "../errors.ts";
 import { preloadCudaLibraries } from "./cuda_libs.ts";
 
@@ -81,10 +82,14 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-/** Reads a model file, with a clear error when it is missing. */
+/**
+ * Reads a model file, with a clear error when it is missing; ONNX external data beside it (torch
+ * dynamo's `m.onnx.data`) is read into the bytes (lib/onnx/external_data.ts).
+ */
 export async function readModelFile(path: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
   try {
-    return await Deno.readFile(path);
+    bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
       throw new Error(
@@ -94,6 +99,9 @@ export async function readModelFile(path: string): Promise<Uint8Array> {
     }
     throw e;
   }
+  // torch dynamo's m.onnx.data beside m.onnx: read in, so graphs built from the bytes have it
+  const dir = dirname(path);
+  return (await withExternalData(bytes, (loc) => Deno.readFile(`${dir}/${loc}`), path)).bytes;
 }
 
 function ioInfo(meta: readonly ort.InferenceSession.ValueMetadata[]): IOInfo[] {
@@ -200,18 +208,15 @@ function decodeModelHeader(bytes: Uint8Array, source: string): ModelProto {
   return decodeModel(bytes, source);
 }
 
-/** The external-data files a model's initializers name, read from `dir`. */
+/** The external-data files a model's tensors name, read from `dir` for onnxruntime. */
 async function readExternalData(
   model: ModelProto,
   source: string,
   dir: string | undefined,
 ): Promise<{ path: string; data: Uint8Array }[]> {
-  const locations = new Set<string>();
-  for (const t of model.graph.initializer ?? []) {
-    const ext = (t as { external_data?: { key: string; value: string }[] }).external_data;
-    const loc = ext?.find((e) => e.key === "location")?.value;
-    if (loc) locations.add(loc);
-  }
+  const locations = new Set(
+    externalDataRefs(model, source).map((r) => checkLocation(r.location, source)),
+  );
   if (!locations.size) return [];
   if (dir === undefined) {
     throw new Error(

@@ -31,6 +31,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import warnings
 from collections import Counter
 
@@ -119,6 +120,10 @@ ZOO: list[dict] = [
     # bfloat16 weights and input (item 4); onnxruntime cannot run it on CPU, the head widens it
     dict(name="resnet_bf16_dynamo_op18", family="resnet", kw={}, exporter="dynamo", opset=18, dynamic=True,
          conv={}, dtype="bfloat16"),
+    # saved the way torch.onnx.export(model, args, "m.onnx", dynamo=True) saves it: the larger
+    # initializers in m.onnx.data beside the file (ONNX external data), GroupNorm at opset 23
+    dict(name="preact_resnet_gn_dynamo_op23_extdata", family="preact_resnet", kw={"norm": "group"},
+         exporter="dynamo", opset=23, dynamic=True, conv=CIFAR_OUTSIDE, external_data=True),
 ]
 
 
@@ -140,8 +145,10 @@ def b64(t: torch.Tensor) -> str:
     return base64.b64encode(t.detach().cpu().numpy().astype("<f4").tobytes()).decode("ascii")
 
 
-def export(model: torch.nn.Module, example: torch.Tensor, entry: dict) -> bytes:
-    """ONNX bytes of `model` from the entry's exporter at its opset."""
+def export(model: torch.nn.Module, example: torch.Tensor, entry: dict) -> dict[str, bytes]:
+    """The files of `model` from the entry's exporter at its opset: {"<name>.onnx": bytes}, plus
+    "<name>.onnx.data" for an entry saved with external data (torch's own ONNXProgram.save)."""
+    name = entry["name"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if entry["exporter"] == "legacy":
@@ -151,7 +158,7 @@ def export(model: torch.nn.Module, example: torch.Tensor, entry: dict) -> bytes:
                 opset_version=entry["opset"], do_constant_folding=True, dynamo=False,
                 dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}} if entry["dynamic"] else None,
             )
-            data = f.getvalue()
+            files = {f"{name}.onnx": f.getvalue()}
         else:
             dyn = ({0: torch.export.Dim("N", min=1, max=4096)},) if entry["dynamic"] else None
             prog = torch.onnx.export(
@@ -159,18 +166,51 @@ def export(model: torch.nn.Module, example: torch.Tensor, entry: dict) -> bytes:
                 opset_version=entry["opset"], dynamo=True, dynamic_shapes=dyn, verbose=False,
                 optimize=True,
             )
-            proto = prog.model_proto
             # the dynamo exporter annotates every node with the Python stack trace that made it:
             # dropped (a third of the file, and it changes whenever _zoo_archs.py is edited)
-            for node in proto.graph.node:
-                del node.metadata_props[:]
-                node.doc_string = ""
-            for v in [*proto.graph.value_info, *proto.graph.input, *proto.graph.output]:
-                del v.metadata_props[:]
-            data = proto.SerializeToString()
-    m = onnx.load_from_string(data)
-    onnx.checker.check_model(m)
-    return data
+            if not entry.get("external_data"):
+                proto = prog.model_proto
+                for node in proto.graph.node:
+                    del node.metadata_props[:]
+                    node.doc_string = ""
+                for v in [*proto.graph.value_info, *proto.graph.input, *proto.graph.output]:
+                    del v.metadata_props[:]
+                files = {f"{name}.onnx": proto.SerializeToString()}
+            else:
+                # the same clean-up on the exporter's IR, then torch's own save with external data
+                g = prog.model.graph
+                for node in g.all_nodes():
+                    node.metadata_props.clear()
+                    node.doc_string = ""
+                    for v in node.outputs:
+                        v.metadata_props.clear()
+                for v in [*g.inputs, *g.outputs, *g.initializers.values()]:
+                    v.metadata_props.clear()
+                with tempfile.TemporaryDirectory() as tmp:
+                    prog.save(os.path.join(tmp, f"{name}.onnx"), external_data=True)
+                    files = {}
+                    for fn in sorted(os.listdir(tmp)):
+                        with open(os.path.join(tmp, fn), "rb") as fh:
+                            files[fn] = fh.read()
+    if entry.get("external_data") and f"{name}.onnx.data" not in files:
+        raise SystemExit(f"{name}: torch saved no external data ({sorted(files)})")
+    with tempfile.TemporaryDirectory() as tmp:
+        for fn, b in files.items():
+            with open(os.path.join(tmp, fn), "wb") as fh:
+                fh.write(b)
+        onnx.checker.check_model(os.path.join(tmp, f"{name}.onnx"))
+    return files
+
+
+def inline(files: dict[str, bytes], name: str) -> bytes:
+    """The model bytes with any external data read back in (for onnxruntime and the checks)."""
+    if len(files) == 1:
+        return files[f"{name}.onnx"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for fn, b in files.items():
+            with open(os.path.join(tmp, fn), "wb") as fh:
+                fh.write(b)
+        return onnx.load(os.path.join(tmp, f"{name}.onnx")).SerializeToString()
 
 
 def widen_bfloat16(data: bytes) -> bytes:
@@ -240,7 +280,8 @@ def build_entry(index: int, entry: dict) -> dict:
     # a dynamic batch needs an example of >= 2 images (torch.export specialises a batch of 1)
     example = to_model_input(x01 if entry["dynamic"] else x01[:1], entry["conv"], size).to(low or torch.float32)
 
-    data = export(model, example, entry)
+    files = export(model, example, entry)
+    data = inline(files, name)
     proto = onnx.load_from_string(data)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
@@ -332,7 +373,8 @@ def build_entry(index: int, entry: dict) -> dict:
         "grad_joint_b64": b64(grads["joint"]),
         "grad_logp_b64": b64(grads["logp"]),
         "grad_dual_b64": b64(grads["dual"]),
-    }, data
+        **({"external_data": f"{name}.onnx.data"} if entry.get("external_data") else {}),
+    }, files
 
 
 RESIZE_CASES = [(32, 64), (64, 32), (8, 56), (5, 13), (13, 5), (1, 3), (3, 1), (7, 7)]
@@ -386,14 +428,15 @@ def main(argv: list[str]) -> int:
     for index, entry in enumerate(ZOO):
         if wanted and entry["name"] not in wanted:
             continue
-        fixture, data = build_entry(index, entry)
-        with open(os.path.join(OUT, f"{entry['name']}.onnx"), "wb") as f:
-            f.write(data)
+        fixture, files = build_entry(index, entry)
+        for fn, data in files.items():
+            with open(os.path.join(OUT, fn), "wb") as f:
+                f.write(data)
         with open(os.path.join(OUT, f"{entry['name']}.ref.json"), "w") as f:
             json.dump(fixture, f, indent=1)
             f.write("\n")
         print(
-            f"{entry['name']}: opset {fixture['opset']}, {len(data) / 1024:.0f} KB, {fixture['node_count']} nodes, "
+            f"{entry['name']}: opset {fixture['opset']}, {sum(map(len, files.values())) / 1024:.0f} KB, {fixture['node_count']} nodes, "
             f"export rel err {fixture['export_relative_error']:.1e}, ops {fixture['ops']}",
             flush=True,
         )

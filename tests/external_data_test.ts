@@ -1,0 +1,170 @@
+// ONNX external data (lib/onnx/external_data.ts): a model saved by torch's dynamo exporter keeps
+// its larger initializers in m.onnx.data beside m.onnx. Resolving it by path or by manifest id
+// reads them back in (the energy head, fused and pull-back graphs are built from the bytes), and
+// a missing, short or misplaced .data file is refused naming the file and the fix. The fixture is
+// torch 2.13's own save (weights/recipes/export_zoo.py, preact_resnet_gn_dynamo_op23_extdata).
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { decodeModel, encodeModel, type ModelProto } from "../lib/onnx/proto.ts";
+import { externalDataRefs, inlineExternalData } from "../lib/onnx/external_data.ts";
+import { resolveModel, weightsBaseFrom } from "../lib/weights.ts";
+import { loadOnnx, readModelFile } from "../lib/runtime/session.ts";
+
+const NAME = "preact_resnet_gn_dynamo_op23_extdata";
+const ZOO = new URL("./fixtures/zoo/", import.meta.url);
+const onnxPath = new URL(`${NAME}.onnx`, ZOO).pathname;
+const dataPath = new URL(`${NAME}.onnx.data`, ZOO).pathname;
+
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+async function tempCopy(files: Record<string, Uint8Array>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "external_data_test_" });
+  for (const [name, bytes] of Object.entries(files)) await Deno.writeFile(`${dir}/${name}`, bytes);
+  return dir;
+}
+
+Deno.test("the fixture keeps weights outside the .onnx (torch's layout)", async () => {
+  const model = decodeModel(await Deno.readFile(onnxPath));
+  const refs = externalDataRefs(model);
+  assert.ok(refs.length >= 5, `${refs.length} external tensors`);
+  assert.ok(refs.every((r) => r.location === `${NAME}.onnx.data`));
+  // some small tensors stay inline: both kinds must survive
+  assert.ok(model.graph.initializer!.some((t) => (t.raw_data?.length ?? 0) > 0));
+});
+
+Deno.test("resolveModel by path reads the .data file in; sha256 stays the file's", async () => {
+  const file = await Deno.readFile(onnxPath);
+  const data = await Deno.readFile(dataPath);
+  const refs = externalDataRefs(decodeModel(file));
+  const r = await resolveModel(onnxPath);
+  assert.equal(r.sha256, sha(file));
+  assert.deepEqual(r.externalData, [`${NAME}.onnx.data`]);
+  const inlined = decodeModel(r.bytes);
+  assert.deepEqual(externalDataRefs(inlined), []);
+  const byName = new Map(inlined.graph.initializer!.map((t) => [t.name, t]));
+  for (const ref of refs) {
+    const got = new Uint8Array(byName.get(ref.name)!.raw_data!); // protobufjs gives a Buffer
+    assert.deepEqual(got, data.subarray(ref.offset, ref.offset + ref.length!), ref.name);
+  }
+  // readModelFile (loadOnnx, loadEnergyClassifier given a path) gives the same bytes
+  assert.deepEqual(await readModelFile(onnxPath), r.bytes);
+  // and onnxruntime runs the inlined bytes without any folder
+  const m = await loadOnnx(r.bytes, { provider: "cpu" });
+  const out = await m.session.run({
+    [m.inputs[0].name]: new (await import("onnxruntime-node")).Tensor(
+      "float32",
+      new Float32Array(2 * 3 * 32 * 32).fill(0.5),
+      [2, 3, 32, 32],
+    ),
+  });
+  const logits = out[m.outputs[0].name].data as Float32Array;
+  assert.ok(logits.length === 20 && logits.every(Number.isFinite));
+  await m.session.release();
+});
+
+Deno.test("resolveModel by manifest id reads the .data file beside the entry's file", async () => {
+  const file = await Deno.readFile(onnxPath);
+  const dir = await tempCopy({
+    "clf.onnx": file,
+    [`${NAME}.onnx.data`]: await Deno.readFile(dataPath),
+  });
+  await Deno.writeTextFile(
+    `${dir}/manifest.json`,
+    JSON.stringify({
+      version: 1,
+      defaults: {},
+      models: {
+        ext: {
+          file: "clf.onnx",
+          sha256: sha(file),
+          kind: "classifier",
+          input: { range: "01", layout: "nchw", shape: [3, 32, 32] },
+          source: "test",
+        },
+      },
+    }),
+  );
+  const r = await resolveModel("ext", { base: weightsBaseFrom(dir), kind: "classifier" });
+  assert.equal(r.sha256, sha(file));
+  assert.deepEqual(r.externalData, [`${NAME}.onnx.data`]);
+  assert.deepEqual(externalDataRefs(decodeModel(r.bytes)), []);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a missing .data file is refused naming it and the fix", async () => {
+  const dir = await tempCopy({ "m.onnx": await Deno.readFile(onnxPath) });
+  await assert.rejects(
+    () => resolveModel(`${dir}/m.onnx`),
+    (e: Error) => {
+      assert.match(e.message, new RegExp(`${dir}/m.onnx keeps its weights in ${NAME}.onnx.data`));
+      assert.match(e.message, /keep the .data file beside the .onnx/);
+      return true;
+    },
+  );
+  await assert.rejects(() => readModelFile(`${dir}/m.onnx`), /keeps its weights in/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a .data file too short for the tensors is refused", async () => {
+  const data = await Deno.readFile(dataPath);
+  const dir = await tempCopy({
+    "m.onnx": await Deno.readFile(onnxPath),
+    [`${NAME}.onnx.data`]: data.subarray(0, data.length - 4),
+  });
+  await assert.rejects(
+    () => resolveModel(`${dir}/m.onnx`),
+    /which has \d+ bytes; the .data file does not belong to this .onnx .*copy both files/,
+  );
+  await Deno.remove(dir, { recursive: true });
+});
+
+/** The fixture with every external location replaced by `loc`. */
+function relocated(model: ModelProto, loc: string): Uint8Array {
+  for (const t of model.graph.initializer ?? []) {
+    const ext = (t as { external_data?: { key: string; value: string }[] }).external_data;
+    for (const e of ext ?? []) if (e.key === "location") e.value = loc;
+  }
+  return encodeModel(model);
+}
+
+Deno.test("locations outside the model's folder are refused; subfolders are read", async () => {
+  const file = await Deno.readFile(onnxPath);
+  const data = await Deno.readFile(dataPath);
+  for (const loc of ["../w.data", "/etc/w.data", "a/../../w.data"]) {
+    const dir = await tempCopy({ "m.onnx": relocated(decodeModel(file), loc) });
+    await assert.rejects(() => resolveModel(`${dir}/m.onnx`), /outside the model's folder/, loc);
+    await Deno.remove(dir, { recursive: true });
+  }
+  const dir = await tempCopy({ "m.onnx": relocated(decodeModel(file), "sub/w.data") });
+  await Deno.mkdir(`${dir}/sub`);
+  await Deno.writeFile(`${dir}/sub/w.data`, data);
+  const r = await resolveModel(`${dir}/m.onnx`);
+  assert.deepEqual(r.externalData, ["sub/w.data"]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("inlineExternalData reads each file once and leaves inline models alone", async () => {
+  const model = decodeModel(await Deno.readFile(onnxPath));
+  const data = await Deno.readFile(dataPath);
+  const reads: string[] = [];
+  const files = await inlineExternalData(model, (loc) => {
+    reads.push(loc);
+    return Promise.resolve(data);
+  }, "m");
+  assert.deepEqual(files, [`${NAME}.onnx.data`]);
+  assert.deepEqual(reads, files);
+  assert.deepEqual(await inlineExternalData(model, () => Promise.reject(), "m"), []);
+});
+
+Deno.test("a model given by URL reads its .data file from beside it over HTTP", async () => {
+  const { serveStatic } = await import("../tools/serve_static.ts");
+  const { server, url } = serveStatic(ZOO.pathname);
+  try {
+    const base = await url;
+    const r = await resolveModel(`${base}${NAME}.onnx`);
+    assert.deepEqual(r.externalData, [`${NAME}.onnx.data`]);
+    assert.deepEqual(r.bytes, await readModelFile(onnxPath));
+  } finally {
+    await server.shutdown();
+  }
+});
