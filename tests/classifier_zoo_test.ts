@@ -1,7 +1,7 @@
 // The classifier zoo (issue 13, item 6): today's architecture families (ResNet, PreAct-ResNet
 // with BatchNorm and GroupNorm, WideResNet-SiLU, ViT, ConvNeXt, MobileNetV2/V3, EfficientNet,
 // DenseNet, Swin, VGG with PReLU/ELU/Mish/Softplus/SELU and reflect/replicate padding), random
-// weights, exported by torch.onnx's legacy and dynamo exporters at opsets 11-23 (one saved
+// weights, exported by torch.onnx's legacy and dynamo exporters at opsets 11-25 (one saved
 // with its weights in external data, as torch saves to a file), plus a classifier ending in
 // Softmax, float16 and bfloat16 exports and a 1000-class 64x64 model (export_zoo.py). Each is
 // compiled into an energy head exactly as a user's classifier is (loadEnergyClassifier with the
@@ -13,6 +13,8 @@
 // tanh-Gelu/HardSigmoid rules and the resize).
 import assert from "node:assert/strict";
 import { loadEnergyClassifier } from "../lib/energy/classifier.ts";
+import { buildEnergyHead } from "../lib/energy/head.ts";
+import { GraphBuilder } from "../lib/onnx/builder.ts";
 import { fileURLToPath } from "node:url";
 import { readZooFixture, ZOO_DIR, zooErrors, zooLoadOptions, zooNames } from "./_zoo.ts";
 
@@ -104,3 +106,15 @@ for (const name of names) {
     }
   });
 }
+
+Deno.test("zoo: no head carries initializers nothing reads (onnxruntime warns about each)", async () => {
+  const unused: string[] = [];
+  for (const name of names) {
+    const { fx, bytes } = await readZooFixture(name);
+    const o = zooLoadOptions(fx);
+    const { model } = buildEnergyHead(bytes, { ...fx.conventions, ...o, source: name });
+    const n = GraphBuilder.fromModel(model).dropUnusedInitializers();
+    if (n) unused.push(`${name}: ${n}`);
+  }
+  assert.deepEqual(unused, []);
+});

@@ -184,6 +184,8 @@ for (
     "vit_dynamo_op20",
     "preact_resnet_gn_dynamo_op21",
     "preact_resnet_gn_dynamo_op23_extdata",
+    "vit_dynamo_op24",
+    "convnext_dynamo_op25",
   ]
 ) {
   Deno.test(`guide --method dps with a dynamo classifier above the denoiser's opset (${fixture}) takes the fused graph`, async () => {

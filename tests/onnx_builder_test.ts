@@ -92,3 +92,40 @@ Deno.test("builder rewrites an existing model: append nodes, add an output", asy
   assert.equal(a.length, 10);
   a.forEach((v, i) => assert.equal(n[i], -v));
 });
+
+Deno.test("dropUnusedInitializers keeps what nodes, subgraphs and outputs read", async () => {
+  const b = new GraphBuilder({ opset: 17 });
+  const x = b.input("x", DataType.FLOAT, [2]);
+  const used = b.f32("used", [1, 2]);
+  const unused = b.f32("unused", [3, 4]);
+  const inBranch = b.f32("in_branch", [5, 6]);
+  const asOutput = b.f32("as_output", [7, 8]);
+  const branch = (value: string) => ({
+    name: "branch",
+    node: [{ op_type: "Identity", input: [value], output: [`${value}_out`], attribute: [] }],
+    input: [],
+    output: [{
+      name: `${value}_out`,
+      type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim: [{ dim_value: 2 }] } } },
+    }],
+  });
+  const cond = b.constant("cond", [], Uint8Array.of(1));
+  b.graph.initializer!.find((t) => t.name === cond)!.data_type = DataType.BOOL;
+  const picked = b.node("If", [cond], {}, { outputs: [b.fresh("picked")] });
+  const ifNode = b.graph.node.at(-1)!;
+  ifNode.attribute!.push(
+    { name: "then_branch", type: 5, g: branch(inBranch) },
+    { name: "else_branch", type: 5, g: branch(used) },
+  );
+  b.output(b.node("Add", [x, b.node("Add", [used, picked])]), DataType.FLOAT, [2], "y");
+  b.output(asOutput, DataType.FLOAT, [2]);
+  assert.equal(b.dropUnusedInitializers(), 1);
+  const left = b.graph.initializer!.map((t) => t.name);
+  assert.ok(!left.includes(unused));
+  for (const name of [used, inBranch, asOutput, cond]) assert.ok(left.includes(name), name);
+  // the graph still runs in onnxruntime
+  const m = await loadOnnx(encodeModel(b.toModel()), { provider: "cpu" });
+  const out = await runOnnx(m, { x: { data: Float32Array.of(1, 1), dims: [2] } });
+  assert.deepEqual([...out.y.data as Float32Array], [7, 9]);
+  await m.session.release();
+});

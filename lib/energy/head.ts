@@ -233,6 +233,7 @@ export function buildEnergyHead(
     }
     b.output(grad, DataType.FLOAT, ["N", C, h, w], HEAD_NAMES.grad);
   }
+  b.dropUnusedInitializers();
 
   const info: HeadInfo = {
     version: HEAD_VERSION,

@@ -123,6 +123,7 @@ export function buildNoiseAwareHead(
   b.output(energyXY, DataType.FLOAT, ["N"], "energy_xy");
   b.output(energyX, DataType.FLOAT, ["N"], "energy_x");
   b.output(grad, DataType.FLOAT, ["N", C, H, W], "grad");
+  b.dropUnusedInitializers();
   b.setMetadata("robust_guidance.kind", "noise-aware-energy-head");
   return { model: b.toModel(), numClasses: K, shape: [C, H, W] };
 }

@@ -192,6 +192,7 @@ export function buildThroughDenoiser(
   b.output(energyXY, DataType.FLOAT, ["N"], N.energyXY);
   b.output(energyX, DataType.FLOAT, ["N"], N.energyX);
   b.output(grad, DataType.FLOAT, ["N", C, H, W], N.grad);
+  b.dropUnusedInitializers();
   const info: ThroughInfo = {
     numClasses: K,
     inputShape: [C, H, W],
@@ -479,6 +480,7 @@ export function buildDenoiserPullback(
   b.output(d.eps, DataType.FLOAT, ["N", C, H, W], THROUGH_NAMES.eps);
   b.output(d.x0, DataType.FLOAT, ["N", C, H, W], THROUGH_NAMES.x0);
   b.output(grad, DataType.FLOAT, ["N", C, H, W], PULLBACK_NAMES.grad);
+  b.dropUnusedInitializers();
   b.setMetadata("robust_guidance.kind", "denoiser-pullback");
   b.setMetadata("robust_guidance.denoiser_sha256", sha256Hex(denoiser));
   return { model: b.toModel(), shape: [C, H, W] };

@@ -214,6 +214,27 @@ export class GraphBuilder {
     return name;
   }
 
+  /**
+   * Drops the initializers that no node (here or in a subgraph) and no graph output reads, and
+   * returns how many. Gradient rules can emit a constant whose use folds away; onnxruntime warns
+   * on stderr about each such initializer when it loads the graph.
+   */
+  dropUnusedInitializers(): number {
+    const read = new Set(this.graph.output.map((v) => v.name));
+    const visit = (g: GraphProto) => {
+      for (const n of g.node ?? []) {
+        for (const i of n.input ?? []) read.add(i);
+        for (const a of n.attribute ?? []) {
+          for (const sub of [a.g, ...(a.graphs ?? [])]) if (sub) visit(sub);
+        }
+      }
+    };
+    visit(this.graph);
+    const before = this.graph.initializer!.length;
+    this.graph.initializer = this.graph.initializer!.filter((t) => read.has(t.name ?? ""));
+    return before - this.graph.initializer.length;
+  }
+
   /** Adds an initializer and returns its (fresh) name. */
   constant(hint: string, dims: readonly number[], data: TensorData): string {
     const name = this.fresh(hint);

@@ -124,6 +124,11 @@ ZOO: list[dict] = [
     # initializers in m.onnx.data beside the file (ONNX external data), GroupNorm at opset 23
     dict(name="preact_resnet_gn_dynamo_op23_extdata", family="preact_resnet", kw={"norm": "group"},
          exporter="dynamo", opset=23, dynamic=True, conv=CIFAR_OUTSIDE, external_data=True),
+    # the newest opsets torch 2.13 writes correctly (its opset-26 conversion fails; ORT 1.30 stops at 26)
+    dict(name="vit_dynamo_op24", family="vit", kw={"normalize": False}, exporter="dynamo", opset=24, dynamic=True,
+         conv=CIFAR_OUTSIDE),
+    dict(name="convnext_dynamo_op25", family="convnext", kw={}, exporter="dynamo", opset=25, dynamic=True,
+         conv=CIFAR_OUTSIDE),
 ]
 
 
