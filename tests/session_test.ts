@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { DataType } from "../lib/onnx/proto.ts";
 import { GraphBuilder } from "../lib/onnx/builder.ts";
-import { fixedBatch, loadOnnx, runBatched, runOnnx } from "../lib/runtime/session.ts";
+import {
+  fixedBatch,
+  loadOnnx,
+  ortLogSeverity,
+  runBatched,
+  runOnnx,
+} from "../lib/runtime/session.ts";
 import { onnxDenoiser } from "../lib/models/onnx_denoiser.ts";
 
 const tinyUnet = new URL("../weights/testing/tiny_unet.onnx", import.meta.url).pathname;
@@ -162,4 +168,24 @@ Deno.test("allowSpinning false (idle workers sleep) loads and gives the same out
     return out.eps.data;
   };
   assert.deepEqual(await run(false), await run(undefined));
+});
+
+Deno.test("onnxruntime logs errors only, unless RG_ORT_LOG names a level", () => {
+  const before = Deno.env.get("RG_ORT_LOG");
+  try {
+    Deno.env.delete("RG_ORT_LOG");
+    assert.equal(ortLogSeverity(), 3);
+    Deno.env.set("RG_ORT_LOG", "warning");
+    assert.equal(ortLogSeverity(), 2);
+    Deno.env.set("RG_ORT_LOG", "verbose");
+    assert.equal(ortLogSeverity(), 0);
+    Deno.env.set("RG_ORT_LOG", "loud");
+    assert.throws(
+      () => ortLogSeverity(),
+      /RG_ORT_LOG='loud' .*verbose, info, warning, error, fatal/,
+    );
+  } finally {
+    if (before === undefined) Deno.env.delete("RG_ORT_LOG");
+    else Deno.env.set("RG_ORT_LOG", before);
+  }
 });

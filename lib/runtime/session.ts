@@ -112,6 +112,29 @@ function ioInfo(meta: readonly ort.InferenceSession.ValueMetadata[]): IOInfo[] {
   );
 }
 
+const ORT_SEVERITIES = ["verbose", "info", "warning", "error", "fatal"] as const;
+
+/**
+ * onnxruntime's log severity for the toolkit's sessions: "error" unless RG_ORT_LOG names
+ * another (verbose, info, warning, error, fatal). ORT's warnings are about its own graph
+ * rewrites (e.g. "Removing initializer ..." after it fuses a LayerNorm a legacy export spelled
+ * out) and would bury the toolkit's messages; set RG_ORT_LOG=warning to see them (e.g. which
+ * nodes a CUDA session left on the CPU).
+ */
+export function ortLogSeverity(): 0 | 1 | 2 | 3 | 4 {
+  const want = Deno.env.get("RG_ORT_LOG");
+  if (want === undefined || want === "") return 3;
+  const i = ORT_SEVERITIES.indexOf(want as typeof ORT_SEVERITIES[number]);
+  if (i < 0) {
+    throw new Error(
+      `RG_ORT_LOG='${want}' is not an onnxruntime log level; use one of ${
+        ORT_SEVERITIES.join(", ")
+      }`,
+    );
+  }
+  return i as 0 | 1 | 2 | 3 | 4;
+}
+
 /** Loads an ONNX model from a path or bytes. */
 export async function loadOnnx(
   src: string | Uint8Array,
@@ -122,6 +145,7 @@ export async function loadOnnx(
   // Validate it is ONNX before handing it to ORT (whose errors are cryptic for non-ONNX bytes).
   const proto = decodeModelHeader(bytes, source);
   const base: ort.InferenceSession.SessionOptions = {
+    logSeverityLevel: ortLogSeverity(),
     graphOptimizationLevel: opts.graphOptimizationLevel ?? "all",
     interOpNumThreads: opts.interOpThreads ?? 1,
     executionMode: "sequential",
