@@ -7,7 +7,7 @@
  */
 import type { ScheduleSpec } from "./schedule.ts";
 import { sha256Hex } from "./runtime/session.ts";
-import { withExternalData } from "./onnx/external_data.ts";
+import { type ExternalFile, withExternalData } from "./onnx/external_data.ts";
 
 /** Input convention of a model. */
 export interface InputConvention {
@@ -133,8 +133,11 @@ export interface ResolvedModel {
   bytes: Uint8Array;
   /** Hex sha256 of the model file as stored (the .onnx; for manifest models, checked). */
   sha256: string;
-  /** External-data files beside the model that were read into `bytes` (absent: none). */
-  externalData?: string[];
+  /**
+   * External-data files beside the model that were read into `bytes`, with their sha256 (absent:
+   * none); a run's identity includes them, as the .onnx file's sha256 does not cover them.
+   */
+  externalData?: ExternalFile[];
 }
 
 /** True when `ref` looks like a file path or URL rather than a manifest id. */

@@ -373,6 +373,9 @@ export async function guideTask(args: string[]): Promise<void> {
     task: "guide",
     model: resolved.sha256,
     classifier: clfResolved.sha256,
+    // weights in .onnx.data files beside the models: not covered by the .onnx sha256s
+    ...(resolved.externalData ? { modelData: resolved.externalData } : {}),
+    ...(clfResolved.externalData ? { classifierData: clfResolved.externalData } : {}),
     classifierInput,
     seeds: formatSeeds(seeds),
     ...setting,
@@ -515,11 +518,17 @@ export async function guideTask(args: string[]): Promise<void> {
   await writeGrid(`${out}/grid.png`, images, labels.length, { c, h, w }, "pm1", seeds.length);
   const result = {
     task: "guide",
-    model: { ref: modelRef, id: resolved.id, sha256: resolved.sha256 },
+    model: {
+      ref: modelRef,
+      id: resolved.id,
+      sha256: resolved.sha256,
+      externalData: resolved.externalData,
+    },
     classifier: {
       ref: clfRef,
       id: clfResolved.id,
       sha256: clfResolved.sha256,
+      externalData: clfResolved.externalData,
       input: classifierInput,
     },
     evaluator: evaluatorRef ?? kept?.evaluator,

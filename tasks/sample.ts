@@ -175,6 +175,7 @@ export async function sampleTask(args: string[]): Promise<void> {
   const identity = {
     task: "sample",
     model: resolved.sha256,
+    ...(resolved.externalData ? { modelData: resolved.externalData } : {}),
     ...samplerRecord(config, spec),
     seeds: formatSeeds(seeds),
     shape: [c, h, w],
@@ -208,7 +209,13 @@ export async function sampleTask(args: string[]): Promise<void> {
   if (traj) await traj.write(run.out);
   const record = {
     task: "sample",
-    model: { ref: modelRef, id: resolved.id, location: resolved.location, sha256: resolved.sha256 },
+    model: {
+      ref: modelRef,
+      id: resolved.id,
+      location: resolved.location,
+      sha256: resolved.sha256,
+      externalData: resolved.externalData,
+    },
     configSha256: plan.configSha256,
     config: {
       ...samplerRecord(config, spec),

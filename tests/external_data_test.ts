@@ -16,6 +16,7 @@ const onnxPath = new URL(`${NAME}.onnx`, ZOO).pathname;
 const dataPath = new URL(`${NAME}.onnx.data`, ZOO).pathname;
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const dataSha = sha(await Deno.readFile(dataPath));
 
 async function tempCopy(files: Record<string, Uint8Array>): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "external_data_test_" });
@@ -38,7 +39,7 @@ Deno.test("resolveModel by path reads the .data file in; sha256 stays the file's
   const refs = externalDataRefs(decodeModel(file));
   const r = await resolveModel(onnxPath);
   assert.equal(r.sha256, sha(file));
-  assert.deepEqual(r.externalData, [`${NAME}.onnx.data`]);
+  assert.deepEqual(r.externalData, [{ location: `${NAME}.onnx.data`, sha256: dataSha }]);
   const inlined = decodeModel(r.bytes);
   assert.deepEqual(externalDataRefs(inlined), []);
   const byName = new Map(inlined.graph.initializer!.map((t) => [t.name, t]));
@@ -86,7 +87,7 @@ Deno.test("resolveModel by manifest id reads the .data file beside the entry's f
   );
   const r = await resolveModel("ext", { base: weightsBaseFrom(dir), kind: "classifier" });
   assert.equal(r.sha256, sha(file));
-  assert.deepEqual(r.externalData, [`${NAME}.onnx.data`]);
+  assert.deepEqual(r.externalData, [{ location: `${NAME}.onnx.data`, sha256: dataSha }]);
   assert.deepEqual(externalDataRefs(decodeModel(r.bytes)), []);
   await Deno.remove(dir, { recursive: true });
 });
@@ -139,7 +140,7 @@ Deno.test("locations outside the model's folder are refused; subfolders are read
   await Deno.mkdir(`${dir}/sub`);
   await Deno.writeFile(`${dir}/sub/w.data`, data);
   const r = await resolveModel(`${dir}/m.onnx`);
-  assert.deepEqual(r.externalData, ["sub/w.data"]);
+  assert.deepEqual(r.externalData?.map((f) => f.location), ["sub/w.data"]);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -162,9 +163,48 @@ Deno.test("a model given by URL reads its .data file from beside it over HTTP", 
   try {
     const base = await url;
     const r = await resolveModel(`${base}${NAME}.onnx`);
-    assert.deepEqual(r.externalData, [`${NAME}.onnx.data`]);
+    assert.deepEqual(r.externalData, [{ location: `${NAME}.onnx.data`, sha256: dataSha }]);
     assert.deepEqual(r.bytes, await readModelFile(onnxPath));
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("guide: a rerun whose .data file changed is refused (the .onnx sha256 is the same)", async () => {
+  const { guideTask } = await import("../tasks/guide.ts");
+  const data = await Deno.readFile(dataPath);
+  const dir = await tempCopy({
+    "m.onnx": await Deno.readFile(onnxPath),
+    [`${NAME}.onnx.data`]: data,
+  });
+  const args = [
+    "--model=mixture-cifar10",
+    `--classifier=${dir}/m.onnx`,
+    "--range=01",
+    "--class=0",
+    "--seeds=0-1",
+    "--steps=2",
+    "--evaluator=none",
+    "--provider=cpu",
+    `--out=${dir}/run`,
+  ];
+  Deno.env.set("RG_QUIET", "1");
+  const error = console.error;
+  console.error = () => {};
+  try {
+    await guideTask(args);
+    const run = JSON.parse(await Deno.readTextFile(`${dir}/run/run.json`));
+    assert.deepEqual(run.classifier.externalData, [{
+      location: `${NAME}.onnx.data`,
+      sha256: dataSha,
+    }]);
+    await guideTask(args); // the same files: resumed (nothing to make)
+    const changed = data.slice();
+    changed[changed.length - 1] ^= 1; // one bit of the last weight
+    await Deno.writeFile(`${dir}/${NAME}.onnx.data`, changed);
+    await assert.rejects(() => guideTask(args), /holds a run with another configuration/);
+  } finally {
+    console.error = error;
+    await Deno.remove(dir, { recursive: true });
   }
 });

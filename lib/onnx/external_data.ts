@@ -8,6 +8,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
 import {
   type AttributeProto,
   decodeModel,
@@ -158,13 +159,13 @@ export async function inlineExternalData(
  * large for one protobuf ({@link INLINE_LIMIT_BYTES}; a session still loads those from their
  * folder) come back as they are.
  * @param label names the model in errors (a path, or a manifest id and its file)
- * @returns the bytes, and the external files read into them (absent: none)
+ * @returns the bytes, and the external files read into them with their sha256 (absent: none)
  */
 export async function withExternalData(
   bytes: Uint8Array,
   read: (location: string) => Promise<Uint8Array>,
   label: string,
-): Promise<{ bytes: Uint8Array; files?: string[] }> {
+): Promise<{ bytes: Uint8Array; files?: ExternalFile[] }> {
   // the cheap test first: every external tensor has the key "location" in the file
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (buf.indexOf("location") < 0) return { bytes };
@@ -178,9 +179,12 @@ export async function withExternalData(
   if (!refs.length) return { bytes };
   const total = refs.reduce((s, r) => s + (r.length ?? 0), bytes.length);
   if (total > INLINE_LIMIT_BYTES) return { bytes };
+  const shas = new Map<string, string>();
   const files = await inlineExternalData(model, async (loc) => {
     try {
-      return await read(loc);
+      const data = await read(loc);
+      shas.set(loc, createHash("sha256").update(data).digest("hex"));
+      return data;
     } catch (e) {
       throw new Error(
         `${label} keeps its weights in ${loc}, which cannot be read (${(e as Error).message}); ` +
@@ -189,5 +193,16 @@ export async function withExternalData(
       );
     }
   }, label);
-  return { bytes: encodeModel(model), files };
+  return {
+    bytes: encodeModel(model),
+    files: files.map((location) => ({ location, sha256: shas.get(location)! })),
+  };
+}
+
+/** An external-data file read into a model: its location beside the model, and its sha256. */
+export interface ExternalFile {
+  /** Path relative to the model's folder, as the model names it. */
+  location: string;
+  /** Hex sha256 of the whole file. */
+  sha256: string;
 }
