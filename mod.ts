@@ -183,6 +183,13 @@ export {
 } from "./lib/onnx/builder.ts";
 export { type TensorData } from "./lib/onnx/tensor.ts";
 export {
+  externalDataRefs,
+  type ExternalFile,
+  type ExternalRef,
+  inlineExternalData,
+  withExternalData,
+} from "./lib/onnx/external_data.ts";
+export {
   type InputConvention,
   loadManifest,
   type Manifest,

@@ -128,7 +128,15 @@ export async function energyHeadTask(args: string[]): Promise<void> {
   const { model, info } = built;
   const bytes = encodeModel(model);
   for (const note of info.notes) console.error(`energy-head: ${f.model}: ${note}`);
-  const check = await checkAgainstClassifier(float32Classifier(source), bytes, info, conv);
+  const check = await checkAgainstClassifier(float32Classifier(source), bytes, info, conv)
+    .catch((e) => {
+      // the head and the classifier are checked from bytes: name the file they come from
+      (e as Error).message = (e as Error).message.replaceAll(
+        "<bytes>",
+        `the energy head of ${f.model}`,
+      );
+      throw e;
+    });
   await writeFileAtomic(f.out, bytes);
   const [C, H, W] = info.inputShape;
   console.log(

@@ -1,7 +1,7 @@
 // The ONNX Runtime adapter: loading, provider choice, discovery, batching, and every error path.
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { DataType } from "../lib/onnx/proto.ts";
+import { DataType, encodeModel } from "../lib/onnx/proto.ts";
 import { GraphBuilder } from "../lib/onnx/builder.ts";
 import {
   fixedBatch,
@@ -188,4 +188,19 @@ Deno.test("onnxruntime logs errors only, unless RG_ORT_LOG names a level", () =>
     if (before === undefined) Deno.env.delete("RG_ORT_LOG");
     else Deno.env.set("RG_ORT_LOG", before);
   }
+});
+
+Deno.test("a graph onnxruntime refuses is reported with its name, opset and the fix", async () => {
+  // torch 2.13's failed opset-26 conversion writes GroupNormalization-21's stash_type at opset 18
+  const b = new GraphBuilder({ opset: 18 });
+  const x = b.input("x", DataType.FLOAT, ["N", 2, 4, 4]);
+  const y = b.node("GroupNormalization", [x, b.f32("scale", [1, 1]), b.f32("bias", [0, 0])], {
+    num_groups: 1,
+    stash_type: 1,
+  });
+  b.output(y, DataType.FLOAT, ["N", 2, 4, 4]);
+  await assert.rejects(
+    () => loadOnnx(encodeModel(b.toModel()), { provider: "cpu", source: "bad.onnx" }),
+    /onnxruntime 1\.30 cannot load bad\.onnx \(opset 18\): .*stash_type.*check_model.*opset_version=18/s,
+  );
 });

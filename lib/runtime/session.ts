@@ -187,7 +187,10 @@ export async function loadOnnx(
         `('deno task cuda-setup --check' names what is missing)`;
     }
   }
-  session ??= await ort.InferenceSession.create(bytes, { ...base, executionProviders: ["cpu"] });
+  session ??= await ort.InferenceSession.create(bytes, { ...base, executionProviders: ["cpu"] })
+    .catch((e) => {
+      throw new Error(ortLoadMessage(source, proto, (e as Error).message), { cause: e });
+    });
   return {
     session,
     inputs: ioInfo(session.inputMetadata),
@@ -197,6 +200,20 @@ export async function loadOnnx(
     source,
     sha256: sha256Hex(bytes),
   };
+}
+
+/**
+ * onnxruntime's refusal of a model, with the model's name, its opset and what to do: such a graph
+ * breaks the ONNX spec at its own opset (an exporter's bug, e.g. an attribute of a newer version
+ * of the op) or uses an op onnxruntime 1.30 lacks.
+ */
+export function ortLoadMessage(source: string, model: ModelProto, why: string): string {
+  const opset = (model.opset_import ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
+  return `onnxruntime 1.30 cannot load ${source} (opset ${opset?.version ?? "?"}): ` +
+    `${why.split("\n")[0].trim()}. The graph does not follow the ONNX spec at its opset (an ` +
+    `exporter bug) or needs an op onnxruntime lacks: check it with python -c "import onnx; ` +
+    `onnx.checker.check_model(onnx.load('m.onnx'), full_check=True)" and export it again, e.g. ` +
+    `torch.onnx.export(..., opset_version=18)`;
 }
 
 /**
