@@ -208,3 +208,78 @@ Deno.test("guide: a rerun whose .data file changed is refused (the .onnx sha256 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/**
+ * The model with every initializer of at least `threshold` bytes moved to `location` (as
+ * onnx.save(..., save_as_external_data=True) lays it out: one file, 4096-aligned offsets).
+ */
+function externalize(model: ModelProto, location: string, threshold = 1024): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (const t of model.graph.initializer ?? []) {
+    const raw = t.raw_data;
+    if (!raw || raw.length < threshold) continue;
+    const offset = Math.ceil(size / 4096) * 4096;
+    if (offset > size) parts.push(new Uint8Array(offset - size));
+    parts.push(new Uint8Array(raw));
+    size = offset + raw.length;
+    const ext = t as typeof t & {
+      external_data?: { key: string; value: string }[];
+      data_location?: number;
+    };
+    ext.external_data = [
+      { key: "location", value: location },
+      { key: "offset", value: String(offset) },
+      { key: "length", value: String(raw.length) },
+    ];
+    ext.data_location = 1;
+    delete t.raw_data;
+  }
+  const data = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    data.set(p, at);
+    at += p.length;
+  }
+  return data;
+}
+
+Deno.test("sample: a denoiser with external data makes the images its inline file makes", async () => {
+  const { sampleTask } = await import("../tasks/sample.ts");
+  const inline = await Deno.readFile(
+    new URL("../weights/denoisers/ddpm-cifar10-small.onnx", import.meta.url),
+  );
+  const model = decodeModel(inline);
+  const data = externalize(model, "unet.onnx.data");
+  const dir = await tempCopy({ "unet.onnx": encodeModel(model), "unet.onnx.data": data });
+  assert.ok(externalDataRefs(decodeModel(await Deno.readFile(`${dir}/unet.onnx`))).length > 10);
+  Deno.env.set("RG_QUIET", "1");
+  const error = console.error;
+  console.error = () => {};
+  try {
+    for (
+      const [name, ref] of [["inline", "ddpm-cifar10-small"], ["external", `${dir}/unet.onnx`]]
+    ) {
+      await sampleTask([
+        `--model=${ref}`,
+        "--seeds=0-1",
+        "--steps=3",
+        "--provider=cpu",
+        "--threads=1",
+        `--out=${dir}/${name}`,
+      ]);
+    }
+  } finally {
+    console.error = error;
+  }
+  for (const seed of [0, 1]) {
+    assert.deepEqual(
+      await Deno.readFile(`${dir}/external/images/${seed}.png`),
+      await Deno.readFile(`${dir}/inline/images/${seed}.png`),
+      `seed ${seed}`,
+    );
+  }
+  const run = JSON.parse(await Deno.readTextFile(`${dir}/external/run.json`));
+  assert.deepEqual(run.model.externalData, [{ location: "unet.onnx.data", sha256: sha(data) }]);
+  await Deno.remove(dir, { recursive: true });
+});
