@@ -12,6 +12,7 @@ import type { InputConventions } from "../lib/energy/conventions.ts";
 import type { ResizeOptions } from "../lib/energy/resize.ts";
 import { drawCount } from "../lib/guidance/methods/core.ts";
 import { decodeModel } from "../lib/onnx/proto.ts";
+import { hasExternalData } from "../lib/onnx/external_data.ts";
 import { loadNoiseAwareClassifier } from "../lib/energy/noise_aware.ts";
 import {
   buildMethod,
@@ -114,6 +115,15 @@ export async function methodDenoiser(m: MethodModels): Promise<Denoiser> {
   }
   let pullback, through;
   if (def.throughDenoiser(m.method.params)) {
+    if (hasExternalData(m.denoiserBytes)) {
+      // lib/weights.ts inlines external data up to 2 GB; the graphs below are built from values
+      throw new UsageError(
+        `--method ${def.name} differentiates through the denoiser, whose weights stay in ` +
+          `external data (over 2 GB: one ONNX protobuf cannot hold them), and the composed ` +
+          `graphs are built from the weights' values; use --method thesis (the default) or mpgd, ` +
+          `which never differentiate through the denoiser, or export it in float16 under 2 GB`,
+      );
+    }
     if (m.setup.timestep !== "index") {
       throw new UsageError(
         `--method ${def.name} back-propagates through the denoiser, whose graphs feed the ` +

@@ -6,7 +6,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { decodeModel, encodeModel, type ModelProto } from "../lib/onnx/proto.ts";
-import { externalDataRefs, inlineExternalData } from "../lib/onnx/external_data.ts";
+import {
+  externalDataRefs,
+  hasExternalData,
+  inlineExternalData,
+} from "../lib/onnx/external_data.ts";
 import { resolveModel, weightsBaseFrom } from "../lib/weights.ts";
 import { loadOnnx, readModelFile } from "../lib/runtime/session.ts";
 
@@ -282,4 +286,14 @@ Deno.test("sample: a denoiser with external data makes the images its inline fil
   const run = JSON.parse(await Deno.readTextFile(`${dir}/external/run.json`));
   assert.deepEqual(run.model.externalData, [{ location: "unet.onnx.data", sha256: sha(data) }]);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("hasExternalData: the file as saved yes, resolved (inlined) no, plain models no", async () => {
+  assert.equal(hasExternalData(await Deno.readFile(onnxPath)), true);
+  assert.equal(hasExternalData((await resolveModel(onnxPath)).bytes), false);
+  assert.equal(
+    hasExternalData(await Deno.readFile(new URL("vit_dynamo_op20.onnx", ZOO))),
+    false,
+  );
+  assert.equal(hasExternalData(new TextEncoder().encode("location, not a model")), false);
 });

@@ -153,6 +153,20 @@ export async function inlineExternalData(
 }
 
 /**
+ * True when the model bytes still name external data (a model over the inline limit, kept as
+ * it is by {@link withExternalData}).
+ */
+export function hasExternalData(bytes: Uint8Array): boolean {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.indexOf("location") < 0) return false;
+  try {
+    return externalDataRefs(decodeModel(bytes)).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A model file's bytes with its external data read back in by `read(location)` (a reader of
  * files beside the model), so graphs built from the bytes carry the weights. Models without
  * external data, bytes that are not ONNX (left to the checks that name the flag) and models too
