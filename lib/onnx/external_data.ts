@@ -121,7 +121,8 @@ export function checkLocation(location: string, source: string): string {
 
 /**
  * Reads every external tensor's bytes back into the model (copied as they are). `read(location)`
- * returns a whole external file; each file is read once. Throws naming the tensor, the file and the fix when a file is missing or too short.
+ * returns a whole external file; each file is read once. Throws naming the tensor, the file and
+ * the fix when a file is missing or too short.
  * @returns the external files read (empty: the model had none and is unchanged)
  */
 export async function inlineExternalData(
