@@ -85,9 +85,20 @@ async function readUrl(url: URL): Promise<Uint8Array> {
   return new Uint8Array(await res.arrayBuffer());
 }
 
-/** The URL of `location` (an external-data path relative to the model) beside `model`. */
-function besideUrl(model: URL, location: string): URL {
-  return new URL(location.split(/[\\/]/).map(encodeURIComponent).join("/"), model);
+/**
+ * `r` completed with the model's bytes, any ONNX external data (paths relative to the model at
+ * `url`) read in; `label` names the model in errors.
+ */
+async function withDataBeside(
+  r: Omit<ResolvedModel, "bytes" | "externalData">,
+  bytes: Uint8Array,
+  url: URL,
+  label: string,
+): Promise<ResolvedModel> {
+  const beside = (loc: string) =>
+    readUrl(new URL(loc.split(/[\\/]/).map(encodeURIComponent).join("/"), url));
+  const full = await withExternalData(bytes, beside, label);
+  return { ...r, bytes: full.bytes, ...(full.files ? { externalData: full.files } : {}) };
 }
 
 /** Reads and validates the manifest under `base`. */
@@ -171,13 +182,7 @@ export async function resolveModel(
       }
       throw e;
     }
-    const full = await withExternalData(bytes, (loc) => readUrl(besideUrl(url, loc)), ref);
-    return {
-      location: ref,
-      bytes: full.bytes,
-      sha256: sha256Hex(bytes),
-      ...(full.files ? { externalData: full.files } : {}),
-    };
+    return await withDataBeside({ location: ref, sha256: sha256Hex(bytes) }, bytes, url, ref);
   }
   const manifest = await loadManifest(base);
   const entry = manifest.models[ref];
@@ -214,19 +219,12 @@ export async function resolveModel(
         `the file is corrupt or stale: restore it or re-run its recipe (${entry.source})`,
     );
   }
-  const full = await withExternalData(
+  return await withDataBeside(
+    { id: ref, entry, location: url.href, sha256: sha },
     bytes,
-    (loc) => readUrl(besideUrl(url, loc)),
+    url,
     `model '${ref}' (${url.protocol === "file:" ? url.pathname : url.href})`,
   );
-  return {
-    id: ref,
-    entry,
-    location: url.href,
-    bytes: full.bytes,
-    sha256: sha,
-    ...(full.files ? { externalData: full.files } : {}),
-  };
 }
 
 /** The manifest's default model id of a role, or a clear error. */

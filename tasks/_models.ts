@@ -88,16 +88,15 @@ export async function loadClassifierRef(
     imagesFrom: opts.imagesFrom,
     // the head runs between denoiser calls: idle spinning workers would slow the next one down
     allowSpinning: false,
+    // errors, notes and NaN/Inf reports of its outputs name the file
+    source: label,
   }).catch((err) => {
-    // loadEnergyClassifier is given bytes: name the file instead
-    (err as Error).message = (err as Error).message.replaceAll("<bytes>", label);
     // images of another size than the classifier's (lib/energy/resize.ts): bad flags, exit 2
     if (/ images but |--input-size/.test((err as Error).message)) {
       throw new UsageError(`${opts.flag ?? "--classifier"} ${(err as Error).message}`);
     }
     throw err;
   });
-  classifier.model.source = label; // NaN/Inf reports of its outputs name the file
   return { classifier, resolved, conventions };
 }
 

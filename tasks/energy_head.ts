@@ -128,15 +128,13 @@ export async function energyHeadTask(args: string[]): Promise<void> {
   const { model, info } = built;
   const bytes = encodeModel(model);
   for (const note of info.notes) console.error(`energy-head: ${f.model}: ${note}`);
-  const check = await checkAgainstClassifier(float32Classifier(source), bytes, info, conv)
-    .catch((e) => {
-      // the head and the classifier are checked from bytes: name the file they come from
-      (e as Error).message = (e as Error).message.replaceAll(
-        "<bytes>",
-        `the energy head of ${f.model}`,
-      );
-      throw e;
-    });
+  const check = await checkAgainstClassifier(
+    float32Classifier(source),
+    bytes,
+    info,
+    conv,
+    f.model,
+  );
   await writeFileAtomic(f.out, bytes);
   const [C, H, W] = info.inputShape;
   console.log(
@@ -164,14 +162,19 @@ async function checkAgainstClassifier(
   head: Uint8Array,
   info: HeadInfo,
   conv: InputConventions,
+  /** The classifier's file, for errors. */
+  file: string,
 ): Promise<{ n: number; maxDiff: number }> {
   const shape = info.inputShape;
   const n = 4, size = shape[0] * shape[1] * shape[2];
   const rng = new RandomStream(0);
   const x = new Float32Array(n * size).map(() => rng.uniform());
-  const clf = await loadEnergyClassifier(head, { provider: "cpu" });
+  const clf = await loadEnergyClassifier(head, {
+    provider: "cpu",
+    source: `the energy head of ${file}`,
+  });
   const logits = (await clf.forward(x, n, new Array(n).fill(0))).logits;
-  const raw = await loadOnnx(classifier, { provider: "cpu" });
+  const raw = await loadOnnx(classifier, { provider: "cpu", source: file });
   // a head that resizes: the classifier gets the same resize, done in TypeScript
   const r = info.resize;
   const { maxAbsDiff, maxAbsLogit } = await compareLogits(

@@ -91,6 +91,8 @@ export interface LoadEnergyClassifierOptions {
   onNote?: (note: string) => void;
   /** Who makes the images, for the size errors (e.g. "the denoiser ddpm-cifar10-small"). */
   imagesFrom?: string;
+  /** Names the model in errors and notes when it is given as bytes (a path names itself). */
+  source?: string;
 }
 
 /** Per-call coefficients: one triple for every image, or n triples flattened ([n, 3]). */
@@ -318,7 +320,7 @@ export async function loadEnergyClassifier(
   src: string | Uint8Array,
   opts: LoadEnergyClassifierOptions = {},
 ): Promise<EnergyClassifier> {
-  const source = typeof src === "string" ? src : "<bytes>";
+  const source = typeof src === "string" ? src : opts.source ?? "<bytes>";
   const bytes = typeof src === "string" ? await readModelFile(src) : src;
   const stored = readHeadInfo(decodeModel(bytes, source));
   let headBytes = bytes;
@@ -362,8 +364,8 @@ export async function loadEnergyClassifier(
     provider: opts.provider,
     intraOpThreads: opts.intraOpThreads,
     allowSpinning: opts.allowSpinning ?? false,
+    source,
   });
-  model.source = source;
   const clf = new EnergyClassifier(model, info, opts.batch ?? 64);
   if (!stored && info.outputKind === "logits") await refuseProbabilities(clf, source, opts.output);
   return clf;

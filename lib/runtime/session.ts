@@ -207,7 +207,7 @@ export async function loadOnnx(
  * breaks the ONNX spec at its own opset (an exporter's bug, e.g. an attribute of a newer version
  * of the op) or uses an op onnxruntime 1.30 lacks.
  */
-export function ortLoadMessage(source: string, model: ModelProto, why: string): string {
+function ortLoadMessage(source: string, model: ModelProto, why: string): string {
   const opset = (model.opset_import ?? []).find((o) => !o.domain || o.domain === "ai.onnx");
   return `onnxruntime 1.30 cannot load ${source} (opset ${opset?.version ?? "?"}): ` +
     `${why.split("\n")[0].trim()}. The graph does not follow the ONNX spec at its opset (an ` +
