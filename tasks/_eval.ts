@@ -6,6 +6,7 @@
  */
 import { CIFAR10_CLASSES, type Cifar10Split, loadCifar10 } from "../lib/data/cifar10.ts";
 import type { EnergyClassifier } from "../lib/energy/classifier.ts";
+import type { ExternalFile } from "../lib/onnx/external_data.ts";
 import { writeFileAtomic } from "../lib/io/png.ts";
 import { RNG_ID } from "../lib/random.ts";
 import { looksLikePath, weightsBaseFrom } from "../lib/weights.ts";
@@ -84,6 +85,8 @@ export interface EvalClassifier {
   ref: string;
   /** sha256 of the model file. */
   sha256: string;
+  /** Weights in .onnx.data files beside the model, with their sha256s (absent when inline). */
+  externalData?: ExternalFile[];
   /** Where the bytes came from. */
   location: string;
   classifier: EnergyClassifier;
@@ -144,7 +147,13 @@ export async function loadEvalClassifiers(f: EvalFlags): Promise<EvalClassifier[
           } to resize the images inside its energy head`,
       );
     }
-    out.push({ ref, sha256: resolved.sha256, location: resolved.location, classifier });
+    out.push({
+      ref,
+      sha256: resolved.sha256,
+      ...(resolved.externalData ? { externalData: resolved.externalData } : {}),
+      location: resolved.location,
+      classifier,
+    });
   }
   return out;
 }
@@ -181,6 +190,7 @@ export function provenance(classifiers: EvalClassifier[], data: EvalData, seed: 
     classifiers: classifiers.map((c) => ({
       ref: c.ref,
       sha256: c.sha256,
+      ...(c.externalData ? { externalData: c.externalData } : {}),
       location: c.location,
       provider: c.classifier.model.provider,
     })),

@@ -192,7 +192,11 @@ export async function methodDenoiser(m: MethodModels): Promise<Denoiser> {
     const ref = m.noiseAwareRef ?? "cifar10-resnet16-noise-aware";
     const r = await resolveModel(ref, { kind: "classifier", base: m.base });
     const range = r.entry?.input.range === "01" ? "01" : "pm1";
-    const clf = await loadNoiseAwareClassifier(r.bytes, { range, provider: m.provider });
+    const clf = await loadNoiseAwareClassifier(r.bytes, {
+      range,
+      provider: m.provider,
+      source: ref,
+    });
     const counts = m.counts;
     timedClassifier = {
       numClasses: clf.numClasses,

@@ -142,7 +142,11 @@ export async function energyStatsTask(args: string[]): Promise<void> {
   }));
   const stats: EnergyStats & Record<string, unknown> = {
     task: "energy-stats",
-    classifier: { ref, sha256: resolved.sha256 },
+    classifier: {
+      ref,
+      sha256: resolved.sha256,
+      ...(resolved.externalData ? { externalData: resolved.externalData } : {}),
+    },
     split,
     count: data.count,
     accuracy: correct.reduce((a, b) => a + b) / data.count,

@@ -476,6 +476,7 @@ function networkRecord(n: LoadedNetwork, dim: number | undefined) {
     ref: n.ref,
     id: n.resolved.id ?? null,
     sha256: n.resolved.sha256,
+    ...(n.resolved.externalData ? { externalData: n.resolved.externalData } : {}),
     layer: n.net.info.layer,
     value: n.net.info.featureValue,
     ...(dim === undefined ? {} : { dim }),
@@ -516,6 +517,8 @@ async function referenceFeatures(
   const key: ReferenceKey = {
     features: {
       sha256: n.resolved.sha256,
+      // weights in .onnx.data files: a changed .data file must not reuse cached features
+      ...(n.resolved.externalData ? { externalData: n.resolved.externalData } : {}),
       layer: n.net.info.layer,
       value: n.net.info.featureValue,
       conventions: n.conventions,

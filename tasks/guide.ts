@@ -537,6 +537,7 @@ export async function guideTask(args: string[]): Promise<void> {
         ref: evaluatorRef,
         id: evaluatorLoaded.resolved.id,
         sha256: evaluatorLoaded.resolved.sha256,
+        externalData: evaluatorLoaded.resolved.externalData,
         input: classifierInputRecord(evaluatorLoaded.classifier.info),
       }
       : kept?.evaluatorModel,

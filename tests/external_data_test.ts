@@ -12,6 +12,7 @@ import {
   inlineExternalData,
 } from "../lib/onnx/external_data.ts";
 import { resolveModel, weightsBaseFrom } from "../lib/weights.ts";
+import { CIFAR10_CLASSES } from "../lib/data/cifar10.ts";
 import { loadOnnx, readModelFile } from "../lib/runtime/session.ts";
 
 const NAME = "preact_resnet_gn_dynamo_op23_extdata";
@@ -296,4 +297,47 @@ Deno.test("hasExternalData: the file as saved yes, resolved (inlined) no, plain 
     false,
   );
   assert.equal(hasExternalData(new TextEncoder().encode("location, not a model")), false);
+});
+
+Deno.test("evaluate: cached reference features are not reused after the .data file changed", async () => {
+  const { evaluateTask } = await import("../tasks/evaluate.ts");
+  const data = await Deno.readFile(dataPath);
+  const dir = await tempCopy({
+    "m.onnx": await Deno.readFile(onnxPath),
+    [`${NAME}.onnx.data`]: data,
+    "labels.txt": new TextEncoder().encode(CIFAR10_CLASSES.join("\n") + "\n"),
+  });
+  const run = async (out: string) => {
+    await evaluateTask([
+      "--images=test",
+      "--limit=20",
+      "--reference-limit=50",
+      `--evaluator=${dir}/m.onnx`,
+      "--range=01",
+      `--labels=${dir}/labels.txt`,
+      "--provider=cpu",
+      `--cache=${dir}/cache`,
+      `--out=${dir}/${out}`,
+    ]);
+    return JSON.parse(await Deno.readTextFile(`${dir}/${out}`));
+  };
+  Deno.env.set("RG_QUIET", "1");
+  const error = console.error;
+  console.error = () => {};
+  try {
+    const a = await run("a.json");
+    assert.equal(a.reference.cacheHit, false);
+    assert.deepEqual(a.features.externalData, [{ location: `${NAME}.onnx.data`, sha256: dataSha }]);
+    const b = await run("b.json");
+    assert.equal(b.reference.cacheHit, true);
+    const changed = data.slice();
+    changed[changed.length - 1] ^= 1;
+    await Deno.writeFile(`${dir}/${NAME}.onnx.data`, changed);
+    const c = await run("c.json");
+    assert.equal(c.reference.cacheHit, false);
+    assert.notEqual(c.reference.cache, a.reference.cache);
+  } finally {
+    console.error = error;
+    await Deno.remove(dir, { recursive: true });
+  }
 });

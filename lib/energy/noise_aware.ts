@@ -205,9 +205,15 @@ export class NoiseAwareClassifier implements TimedEnergySource {
 /** Loads a noise-aware classifier (path or bytes) as a {@link NoiseAwareClassifier}. */
 export async function loadNoiseAwareClassifier(
   src: string | Uint8Array,
-  opts: { range?: "01" | "pm1"; provider?: ProviderChoice; batch?: number } = {},
+  opts: {
+    range?: "01" | "pm1";
+    provider?: ProviderChoice;
+    batch?: number;
+    /** Name for a model given as bytes (its path or manifest id), used in errors; default "<bytes>". */
+    source?: string;
+  } = {},
 ): Promise<NoiseAwareClassifier> {
-  const source = typeof src === "string" ? src : "<bytes>";
+  const source = typeof src === "string" ? src : opts.source ?? "<bytes>";
   const bytes = typeof src === "string" ? await readModelFile(src) : src;
   const head = buildNoiseAwareHead(bytes, { range: opts.range, source });
   const model = await loadOnnx(encodeModel(head.model), {
