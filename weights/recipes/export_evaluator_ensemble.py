@@ -85,7 +85,8 @@ def accuracy(fn, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ckpt", action="append", required=True, help="train_evaluator_fast.py ckpt.pt (repeat)")
-    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--width", type=int, default=64,
+                    help="member width for checkpoints that do not record it (train_evaluator_fast.py records it)")
     ap.add_argument("--translate", action="store_true", help="add the one-pixel translation views")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=10000, help="test images to measure (default all)")
@@ -111,15 +112,16 @@ def main() -> None:
     for c in args.ckpt:
         ck = torch.load(c, map_location="cpu", weights_only=False)
         st = ck.get("state", {})
-        net = airbench(args.width)
+        width = int(ck.get("args", {}).get("width", args.width))  # members may differ in width
+        net = airbench(width)
         net.load_state_dict(ck["model"])
         net.eval().float()
         plain = accuracy(net, x, y)
         flip = accuracy(lambda b, n=net: n(b) + n(b.flip(-1)), x, y)
-        members.append({"ckpt": c, "epochs_done": st.get("epoch"), "train_minutes": st.get("elapsed", 0) / 60,
+        members.append({"ckpt": c, "width": width, "epochs_done": st.get("epoch"), "train_minutes": st.get("elapsed", 0) / 60,
                         "train_cpu_minutes": st.get("cpu_seconds", 0) / 60, "test_acc": plain,
                         "test_acc_flip_tta": flip})
-        print(f"member {c}: epoch {st.get('epoch')}, test acc ({len(x)}) {plain:.4f}, flip TTA {flip:.4f}",
+        print(f"member {c}: width {width}, epoch {st.get('epoch')}, test acc ({len(x)}) {plain:.4f}, flip TTA {flip:.4f}",
               file=sys.stderr, flush=True)
         nets.append(net)
 
