@@ -33,8 +33,9 @@ Deno.test("weights lists and verifies the installed models and prints commands f
   assert.equal(r.code, 0, r.stderr);
   assert.match(
     r.stdout,
-    /ddpm-cifar10-small\s+denoiser\s+ok \(.* sha256 verified\)\s+\[default denoiser\]/,
+    /ddpm-cifar10-minsnr\s+denoiser\s+ok \(.* sha256 verified\)\s+\[default denoiser\]/,
   );
+  assert.match(r.stdout, /ddpm-cifar10-small\s+denoiser\s+ok \(.* sha256 verified\)\n/);
   assert.match(r.stdout, /cifar10-airbench64-eval\s+classifier\s+ok .*\[default evaluator\]/);
   assert.match(r.stdout, /cifar10-wresnet-l2-0.5\s+classifier\s+ok .*\[default classifier\]/);
   assert.match(r.stdout, /mixture-cifar10\s+denoiser\s+ok \(.* sha256 verified\)\n/);
