@@ -16,7 +16,7 @@ O=${OUT:-out/cards}
 read -r -a FAMILY <<<"${FAMILY:-cifar10-resnet16-l2-0 cifar10-resnet16-l2-0.25 cifar10-resnet16-l2-0.5 cifar10-resnet16-l2-1.0 cifar10-wresnet-l2-0.5 cifar10-wresnet-l2-1.0}"
 EVALUATOR=${EVALUATOR:-cifar10-airbench64-eval}
 OLD_FEATURES=${OLD_FEATURES:-cifar10-vgg64-eval}
-DDPM=${DDPM:-ddpm-cifar10-small}
+DDPM=${DDPM:-ddpm-cifar10-minsnr}
 mkdir -p "$O"
 what=${1:-all}
 
