@@ -219,7 +219,7 @@ export async function loadNoiseAwareClassifier(
   const model = await loadOnnx(encodeModel(head.model), {
     provider: opts.provider,
     allowSpinning: false,
+    source,
   });
-  model.source = source;
   return new NoiseAwareClassifier(model, head.numClasses, head.shape, opts.batch ?? 64);
 }

@@ -435,10 +435,8 @@ export async function loadThroughDenoiser(
     provider: opts.provider,
     intraOpThreads: opts.intraOpThreads,
     allowSpinning: false,
+    source: `${opts.denoiserSource ?? "denoiser"} -> ${opts.classifierSource ?? "classifier"}`,
   });
-  session.source = `${opts.denoiserSource ?? "denoiser"} -> ${
-    opts.classifierSource ?? "classifier"
-  }`;
   return new ThroughDenoiser(session, info, opts.batch ?? 16);
 }
 
@@ -584,7 +582,7 @@ export async function loadDenoiserPullback(
     provider: opts.provider,
     intraOpThreads: opts.intraOpThreads,
     allowSpinning: false,
+    source: `${opts.denoiserSource ?? "denoiser"} (pull-back)`,
   });
-  session.source = `${opts.denoiserSource ?? "denoiser"} (pull-back)`;
   return new OnnxDenoiserPullback(session, shape, opts.batch ?? 16);
 }

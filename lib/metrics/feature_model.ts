@@ -234,8 +234,8 @@ export async function loadFeatureNetwork(
   const session = await loadOnnx(encodeModel(model), {
     provider: opts.provider,
     intraOpThreads: opts.intraOpThreads,
+    source: opts.source,
   });
-  session.source = opts.source ?? "<bytes>";
   return { model: session, info };
 }
 
